@@ -1,0 +1,128 @@
+"""Ground-truth images: the embedded default (two public-domain portraits + generator samples) or a folder.
+
+Crop boxes of the embedded portraits, (left, top, right, bottom) in source pixels, chosen so that the face fills the
+frame as in the DCGAN's training faces:
+- `grace_hopper`: matplotlib `mpl-data/sample_data/grace_hopper.jpg` (512x600), box (150, 105, 386, 341).
+- `astronaut`: scikit-image `data/astronaut.png` (512x512, Eileen Collins, NASA), box (146, 36, 304, 194).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from iagan.errors import UserError
+from iagan.generators import to_unit_range
+from iagan.io import stable_seed
+
+BUILTIN_PORTRAITS = {
+    "grace_hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg", (150, 105, 386, 341)),
+    "astronaut": ("skimage", "data/astronaut.png", (146, 36, 304, 194)),
+}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+@dataclass
+class Sample:
+    id: str
+    source: str
+    groups: tuple[str, ...]
+    pixels: np.ndarray  # (3, H, W) float32 in [0, 1]
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(np.ascontiguousarray(self.pixels, dtype=np.float32).tobytes()).hexdigest()
+
+
+def read_rgb(path: Path) -> Image.Image:
+    """Open any image as 8-bit RGB (grayscale, RGBA, palette and 16-bit inputs included)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.float64)
+                peak = 65535.0 if arr.max() > 255 else 255.0
+                im = Image.fromarray(np.clip(arr / peak * 255 + 0.5, 0, 255).astype(np.uint8), "L")
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                im = im.convert("RGBA")
+                background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+                im = Image.alpha_composite(background, im)
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise UserError(f"cannot read image {path}: {exc}; replace or remove the file") from None
+
+
+def square_resize(im: Image.Image, resolution: int, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Crop (a given box, else the centre square) and resize with an antialiasing bicubic filter."""
+    if box is None:
+        side = min(im.size)
+        left, top = (im.width - side) // 2, (im.height - side) // 2
+        box = (left, top, left + side, top + side)
+    out = im.crop(box).resize((resolution, resolution), Image.Resampling.BICUBIC, reducing_gap=None)
+    return (np.asarray(out, dtype=np.float32) / 255.0).transpose(2, 0, 1).copy()
+
+
+def package_file(package: str, relative: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"the embedded images need the `{package}` package: run `make install`")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.is_file():
+        raise UserError(f"{path} is missing from the installed `{package}`; reinstall it")
+    return path
+
+
+def builtin_samples(resolution: int, generator=None, in_range: int = 2, seed: int = 0) -> list[Sample]:
+    """The two portraits (group `real`) and `in_range` faces drawn from the generator (group `in_range`)."""
+    samples = []
+    for name, (package, relative, box) in BUILTIN_PORTRAITS.items():
+        path = package_file(package, relative)
+        samples.append(Sample(name, f"{package}:{relative}", ("real",), square_resize(read_rgb(path), resolution, box)))
+    for i in range(in_range):
+        if generator is None:
+            raise UserError("in-range samples need a generator")
+        z = torch.randn(1, *generator.latent_shape, generator=torch.Generator().manual_seed(stable_seed(seed, "in_range", i)))
+        with torch.no_grad():
+            pixels = to_unit_range(generator(z))[0].clamp(0, 1).numpy().astype(np.float32)
+        samples.append(Sample(f"in_range_{i}", f"generator:seed={seed}/{i}", ("in_range",), pixels))
+    return samples
+
+
+def read_groups(path: str | Path | None) -> dict[str, tuple[str, ...]]:
+    """`data.groups` CSV: columns `image` (file name) and `group`; an image may be listed under several groups."""
+    if not path:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"groups file {path} does not exist; fix `data.groups` in params.yaml or leave it empty")
+    groups: dict[str, list[str]] = {}
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or not {"image", "group"} <= set(reader.fieldnames):
+            raise UserError(f"groups file {path} needs the columns `image,group`")
+        for row in reader:
+            groups.setdefault(row["image"].strip(), []).append(row["group"].strip())
+    return {k: tuple(v) for k, v in groups.items()}
+
+
+def folder_samples(folder: str | Path, resolution: int, pattern: str = "*", limit: int | None = None,
+                   groups_csv: str | Path | None = None) -> list[Sample]:
+    """Images of a folder in sorted order, centre-cropped and resized; group `all` unless the CSV says otherwise."""
+    folder = Path(folder)
+    if limit is not None and limit <= 0:
+        raise UserError(f"data.limit must be a positive number of images or null for all, got {limit}")
+    if not folder.is_dir():
+        raise UserError(f"image folder {folder} does not exist; set `data.path` to a folder of images")
+    files = sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UserError(f"no images matching '{pattern}' in {folder}; check `data.path` and `data.glob`")
+    files = files[:limit] if limit else files
+    groups = read_groups(groups_csv)
+    return [Sample(p.stem, str(p), groups.get(p.name, ("all",)), square_resize(read_rgb(p), resolution)) for p in files]

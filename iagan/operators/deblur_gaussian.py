@@ -1,0 +1,45 @@
+"""Gaussian deblurring (paper Tables 5-6): a k x k Gaussian blur with reflect padding.
+
+The defaults follow `torchvision.transforms.functional.gaussian_blur` (kernel 9, sigma 0.3*((k-1)/2-1)+0.8 = 1.7,
+reflect padding). The blur is separable, so it is written as the 1-D matrix B of a reflect-padded convolution and
+gets an exact adjoint and pseudo-inverse from `SeparableOperator` (the paper had no BP here; ours is extra).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from iagan.operators.base import SeparableOperator
+
+
+def default_sigma(kernel: int) -> float:
+    """torchvision's sigma for a kernel size when none is given."""
+    return 0.3 * ((kernel - 1) * 0.5 - 1) + 0.8
+
+
+def gaussian_kernel_1d(kernel: int, sigma: float) -> torch.Tensor:
+    t = torch.arange(kernel, dtype=torch.float64) - (kernel - 1) / 2
+    g = torch.exp(-0.5 * (t / sigma) ** 2)
+    return g / g.sum()
+
+
+def reflect_blur_matrix(n: int, kernel: int, sigma: float) -> torch.Tensor:
+    """n x n matrix of 1-D convolution with a Gaussian after reflect padding (edge pixel not repeated)."""
+    g = gaussian_kernel_1d(kernel, sigma)
+    half = kernel // 2
+    matrix = torch.zeros(n, n, dtype=torch.float64)
+    for i in range(n):
+        for t in range(kernel):
+            j = i + t - half
+            j = -j if j < 0 else (2 * (n - 1) - j if j >= n else j)
+            matrix[i, j] += g[t]
+    return matrix
+
+
+class GaussianDeblur(SeparableOperator):
+    name = "deblur_gaussian"
+
+    def __init__(self, resolution: int, kernel: int = 9, sigma: float | None = None) -> None:
+        self.kernel = kernel
+        self.sigma = default_sigma(kernel) if sigma is None else float(sigma)
+        super().__init__(reflect_blur_matrix(resolution, kernel, self.sigma))

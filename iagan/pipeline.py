@@ -1,0 +1,227 @@
+"""The DVC stages as functions: each reads its inputs and params, calls the library, writes outputs atomically.
+
+File layout (all DVC outputs):
+  data/prepared/images.npz, manifest.csv        prepare
+  out/<task>/observation.npz                    degrade@<task>  (y, noise seeds, task spec)
+  out/<task>/csgm.npz, csgm_loss.tsv            csgm@<task>     (latents of every restart, losses, G(z))
+  out/<task>/ia.npz, ia_weights.safetensors     ia@<task>       (latents, G_adapted(z), weight deltas)
+  out/<task>/bp.npz                             bp@<task>       (naive, csgm_bp, ia_bp)
+  metrics/per_image.parquet, summary.json       evaluate
+  reports/report.md, reports/figures/*.png      report
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from iagan.data import Sample, builtin_samples, folder_samples
+from iagan.errors import UserError
+from iagan.generators import load_generator
+from iagan.io import atomic_path, load_npz, save_npz, save_text, stable_seed
+from iagan.operators import Operator, TaskSpec, build_operator
+from iagan.reconstruct.bp import back_project
+from iagan.reconstruct.csgm import run_csgm
+from iagan.reconstruct.ia import run_ia
+
+PREPARED = Path("data/prepared")
+OUT = Path("out")
+METHODS = ("naive", "csgm", "csgm_bp", "ia", "ia_bp")
+
+
+def task_dir(task: str) -> Path:
+    return OUT / task
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("engine.device is cuda but no CUDA GPU is visible; set engine.device to auto or cpu")
+    return torch.device(name)
+
+
+def task_spec(params: dict, task: str) -> TaskSpec:
+    tasks = params.get("tasks") or {}
+    if task not in tasks:
+        raise UserError(f"unknown task '{task}'; params.yaml defines: {', '.join(tasks) or 'no tasks'}")
+    return TaskSpec.from_params(task, tasks[task], cs_mask=params.get("cs", {}).get("mask", "uniform"))
+
+
+def generator_from(params: dict, device: torch.device | str = "cpu"):
+    g = params["generator"]
+    return load_generator(g["name"], g.get("checkpoint")).to(device)
+
+
+def check_iters(section: str, iters: int) -> int:
+    if int(iters) != iters or iters < 0:
+        raise UserError(f"{section}.iters must be a whole number >= 0, got {iters}")
+    return int(iters)
+
+
+def write_trace(path: Path, trace: np.ndarray) -> None:
+    """Per-step mean measurement loss as TSV (step, loss) for `dvc plots` (linear template)."""
+    lines = ["step\tloss"] + [f"{i}\t{v:.8g}" for i, v in enumerate(trace)]
+    save_text(path, "\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------- prepare
+def prepare(params: dict) -> None:
+    data = params["data"]
+    generator = generator_from(params)
+    resolution = generator.resolution
+    if data["source"] == "builtin":
+        samples = builtin_samples(resolution, generator, int(data.get("in_range", 2)), int(params["seed"]))
+    elif data["source"] == "folder":
+        if not data.get("path"):
+            raise UserError("data.source is folder but data.path is empty; set it to a folder of images")
+        samples = folder_samples(data["path"], resolution, data.get("glob") or "*", data.get("limit"), data.get("groups"))
+    else:
+        raise UserError(f"unknown data.source '{data['source']}'; use builtin or folder")
+    save_prepared(samples)
+
+
+def save_prepared(samples: list[Sample]) -> None:
+    ids = [s.id for s in samples]
+    if len(set(ids)) != len(ids):
+        raise UserError("two images share a file name stem; rename them so that image ids are unique")
+    save_npz(
+        PREPARED / "images.npz",
+        ids=np.array(ids),
+        groups=np.array([";".join(s.groups) for s in samples]),
+        pixels=np.stack([s.pixels for s in samples]).astype(np.float32),
+    )
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["image", "source", "group", "sha256"])
+    for s in samples:
+        writer.writerow([s.id, s.source, ";".join(s.groups), s.sha256])
+    save_text(PREPARED / "manifest.csv", buf.getvalue())
+
+
+def load_prepared() -> dict:
+    path = PREPARED / "images.npz"
+    if not path.exists():
+        raise UserError(f"{path} is missing: run `dvc repro prepare` first")
+    data = load_npz(path)
+    return {"ids": [str(i) for i in data["ids"]], "groups": [str(g) for g in data["groups"]],
+            "pixels": torch.from_numpy(data["pixels"])}
+
+
+# ---------------------------------------------------------------- degrade
+def observe(op: Operator, x: torch.Tensor, noise: float, seeds: list[int]) -> torch.Tensor:
+    """y = A x + e, e ~ N(0, (noise/255)^2) on the [0, 1] scale, one seeded draw per image (float64)."""
+    clean = op.A(x.to(torch.float64))
+    if noise == 0:
+        return clean
+    e = torch.stack([torch.randn(clean.shape[1:], generator=torch.Generator().manual_seed(s), dtype=torch.float64)
+                     for s in seeds])
+    return clean + (noise / 255.0) * e
+
+
+def degrade(params: dict, task: str) -> None:
+    spec = task_spec(params, task)
+    images = load_prepared()
+    resolution = images["pixels"].shape[-1]
+    mask_seed = stable_seed(params["seed"], "mask", task)
+    op = build_operator(spec, resolution, mask_seed)
+    noise_seeds = [stable_seed(params["seed"], "noise", task, image) for image in images["ids"]]
+    y = observe(op, images["pixels"], float(spec.noise), noise_seeds)
+    save_npz(task_dir(task) / "observation.npz", y=y.numpy(), noise_seeds=np.array(noise_seeds, dtype=np.uint64),
+             mask_seed=np.uint64(mask_seed), resolution=resolution, spec=json.dumps(spec_dict(spec)))
+
+
+def spec_dict(spec: TaskSpec) -> dict:
+    return {k: v for k, v in spec.__dict__.items() if v is not None}
+
+
+def load_observation(task: str) -> tuple[TaskSpec, Operator, torch.Tensor]:
+    path = task_dir(task) / "observation.npz"
+    if not path.exists():
+        raise UserError(f"{path} is missing: run `dvc repro degrade@{task}` first")
+    obs = load_npz(path)
+    fields = json.loads(str(obs["spec"]))
+    spec = TaskSpec(**fields)
+    op = build_operator(spec, int(obs["resolution"]), int(obs["mask_seed"]))
+    return spec, op, torch.from_numpy(obs["y"])
+
+
+# ---------------------------------------------------------------- csgm / ia
+def csgm(params: dict, task: str) -> None:
+    cfg = params["csgm"]
+    iters = check_iters("csgm", cfg["iters"])
+    restarts = int(cfg["restarts"])
+    if restarts < 1:
+        raise UserError(f"csgm.restarts must be >= 1, got {restarts}")
+    device = resolve_device(params["engine"]["device"])
+    _, op, y = load_observation(task)
+    ids = load_prepared()["ids"]
+    generator = generator_from(params, device)
+    start = time.perf_counter()
+    result = run_csgm(generator, op, y.float(), ids, iters=iters, lr=float(cfg["lr"]), restarts=restarts,
+                      seed=int(params["seed"]), label=f"csgm {task}")
+    seconds = (time.perf_counter() - start) / len(ids)
+    save_npz(task_dir(task) / "csgm.npz", z_all=result.z_all.numpy(), loss_all=result.loss_all.numpy(),
+             z=result.z.numpy(), x=result.x.numpy(), seconds_per_image=seconds)
+    write_trace(task_dir(task) / "csgm_loss.tsv", result.trace)
+
+
+def ia(params: dict, task: str) -> None:
+    cfg = params["ia"]
+    iters = check_iters("ia", cfg["iters"])
+    device = resolve_device(params["engine"]["device"])
+    _, op, y = load_observation(task)
+    z0 = torch.from_numpy(load_npz(task_dir(task) / "csgm.npz")["z"])
+    ids = load_prepared()["ids"]
+    generator = generator_from(params, device)
+    start = time.perf_counter()
+    result = run_ia(generator, op, y.float(), z0, iters=iters, lr_z=float(cfg["lr_z"]), lr_g=float(cfg["lr_g"]),
+                    label=f"ia {task}")
+    seconds = (time.perf_counter() - start) / len(ids)
+    save_npz(task_dir(task) / "ia.npz", z=result.z.numpy(), x=result.x.numpy(), seconds_per_image=seconds)
+    write_trace(task_dir(task) / "ia_loss.tsv", result.trace)
+    save_weight_deltas(task_dir(task) / "ia_weights.safetensors", result.weight_deltas, ids, bool(cfg["save_weights"]))
+
+
+def save_weight_deltas(path: Path, deltas: dict[str, torch.Tensor], ids: list[str], keep: bool) -> None:
+    """Adapted minus pretrained weights, fp16, one tensor per parameter with a leading image axis.
+
+    With `ia.save_weights: false` the file holds no tensors (DVC still needs the output to exist).
+    """
+    from safetensors.torch import save_file
+
+    tensors = {k: v.to(torch.float16).contiguous() for k, v in deltas.items()} if keep else {}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"images": json.dumps(ids), "format": "adapted-minus-pretrained fp16"})
+
+
+# ---------------------------------------------------------------- bp
+def regularisation(bp_eps: float, noise: float) -> float:
+    """eps of A^T (A A^T + eps I)^-1: bp.eps times the noise variance (noise/255)^2, so 0 when y is noiseless.
+
+    A Wiener-style choice: eps is the noise-to-signal variance ratio; bp.eps = 40 stands for a signal variance of
+    1/40 = 0.025 per measurement and suits both 10/255 and 40/255 (measured on the default grid, see README).
+    """
+    if bp_eps < 0:
+        raise UserError(f"bp.eps must be >= 0, got {bp_eps}")
+    return bp_eps * (noise / 255.0) ** 2
+
+
+def bp(params: dict, task: str) -> None:
+    spec, op, y = load_observation(task)
+    eps = regularisation(float(params["bp"]["eps"]), spec.noise)
+    start = time.perf_counter()
+    x_csgm = torch.from_numpy(load_npz(task_dir(task) / "csgm.npz")["x"])
+    x_ia = torch.from_numpy(load_npz(task_dir(task) / "ia.npz")["x"])
+    naive = op.naive(y, eps)
+    csgm_bp = back_project(op, x_csgm, y, eps)
+    ia_bp = back_project(op, x_ia, y, eps)
+    seconds = (time.perf_counter() - start) / y.shape[0]
+    save_npz(task_dir(task) / "bp.npz", naive=naive.float().numpy(), csgm_bp=csgm_bp.float().numpy(),
+             ia_bp=ia_bp.float().numpy(), eps=eps, seconds_per_image=seconds)

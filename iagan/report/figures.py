@@ -1,0 +1,46 @@
+"""Figure grids like the paper's Figures 1-3: one row per image, columns original ... IA-BP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from iagan.io import atomic_path  # noqa: E402
+
+COLUMNS = ("original", "observation", "naive", "csgm", "csgm_bp", "ia", "ia_bp")
+TITLES = {"original": "Original", "observation": "Observation", "naive": "Naive", "csgm": "CSGM",
+          "csgm_bp": "CSGM-BP", "ia": "IA", "ia_bp": "IA-BP"}
+
+
+def observation_image(op, y: torch.Tensor, resolution: int) -> torch.Tensor:
+    """What a person would look at: the low-res image (nearest-upscaled), the blurred image, or A^T y for CS."""
+    if y.dim() == 4:
+        return torch.nn.functional.interpolate(y.float(), size=(resolution, resolution), mode="nearest")
+    return op.A_adjoint(y).float()
+
+
+def save_grid(path: str | Path, panels: dict[str, np.ndarray], ids: list[str], title: str) -> None:
+    """panels: column name -> (N, 3, H, W) images in [0, 1]; drawn at native resolution, nearest-neighbour."""
+    rows = len(ids)
+    fig, axes = plt.subplots(rows, len(COLUMNS), figsize=(1.6 * len(COLUMNS), 1.7 * rows + 0.4), squeeze=False)
+    for r, image in enumerate(ids):
+        for c, column in enumerate(COLUMNS):
+            ax = axes[r, c]
+            ax.imshow(np.clip(np.asarray(panels[column][r]).transpose(1, 2, 0), 0, 1), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(TITLES[column], fontsize=9)
+            if c == 0:
+                ax.set_ylabel(image, fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
