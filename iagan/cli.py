@@ -136,6 +136,52 @@ def tasks(grid: str = typer.Argument(..., help="embedded (64 px default) or pape
     typer.echo(f"params.yaml now runs the '{grid}' task grid; `dvc repro` to run it")
 
 
+generator_app = typer.Typer(no_args_is_help=True, help="Inspect generators and draw samples.")
+app.add_typer(generator_app, name="generator")
+
+
+@generator_app.command("info")
+@user_errors
+def generator_info(checkpoint: Path, name: str = typer.Option("auto", help="generator name, or auto to detect")) -> None:
+    """Detected format, resolution, latent size and parameter count of a checkpoint."""
+    from iagan.generators import load_generator
+    from iagan.generators.checkpoints import detect_format, generator_state, safe_load
+
+    fmt = "dcgan" if name == "dcgan-digiface-64" else detect_format(generator_state(safe_load(checkpoint))[0])
+    net = load_generator(name, str(checkpoint))
+    info = {"format": fmt, "resolution": net.resolution, "latent": list(net.latent_shape),
+            "parameters": sum(p.numel() for p in net.parameters())}
+    typer.echo(json.dumps(info))
+
+
+@generator_app.command("sample")
+@user_errors
+def generator_sample(
+    name: str = typer.Option("dcgan-digiface-64", help="generator name (see params.yaml generator.name)"),
+    checkpoint: Optional[Path] = typer.Option(None, help="checkpoint file; the packaged weights for dcgan-digiface-64"),
+    n: int = typer.Option(16, help="number of samples"),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(Path("grid.png"), help="PNG grid to write"),
+) -> None:
+    """Draw n samples z ~ N(0, I) and write them as a square grid."""
+    import math
+
+    import torch
+    from torchvision.utils import make_grid
+
+    from iagan.generators import load_generator, to_unit_range
+    from iagan.single import save_png
+
+    if n < 1:
+        raise UserError(f"--n must be at least 1, got {n}")
+    net = load_generator(name, str(checkpoint) if checkpoint else None)
+    z = torch.randn(n, *net.latent_shape, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        images = to_unit_range(net(z)).clamp(0, 1)
+    save_png(out, make_grid(images, nrow=math.ceil(math.sqrt(n)), padding=2))
+    typer.echo(f"wrote {n} samples to {out}")
+
+
 def main() -> None:
     app()
 

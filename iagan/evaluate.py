@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import json
 
 import numpy as np
 import pandas as pd
@@ -13,7 +13,6 @@ from iagan.metrics import lpips_distance, mean_ci, psnr
 from iagan.pipeline import METHODS, load_observation, load_prepared, task_dir
 from iagan.progress import progress
 
-STAGE_TIMES = {"csgm": "csgm.npz", "ia": "ia.npz", "bp": "bp.npz"}
 # seconds a method's output costs per image: the stages it went through
 METHOD_STAGES = {"naive": ("bp",), "csgm": ("csgm",), "csgm_bp": ("csgm", "bp"), "ia": ("csgm", "ia"),
                  "ia_bp": ("csgm", "ia", "bp")}
@@ -26,7 +25,8 @@ def reconstructions(task: str) -> dict[str, torch.Tensor]:
 
 
 def stage_seconds(task: str) -> dict[str, float]:
-    return {stage: float(load_npz(task_dir(task) / f)["seconds_per_image"]) for stage, f in STAGE_TIMES.items()}
+    return {stage: json.loads((task_dir(task) / f"{stage}_seconds.json").read_text())["seconds_per_image"]
+            for stage in ("csgm", "ia", "bp")}
 
 
 def evaluate_task(task: str, images: dict) -> pd.DataFrame:

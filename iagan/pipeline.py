@@ -6,6 +6,8 @@ File layout (all DVC outputs):
   out/<task>/csgm.npz, csgm_loss.tsv            csgm@<task>     (latents of every restart, losses, G(z))
   out/<task>/ia.npz, ia_weights.safetensors     ia@<task>       (latents, G_adapted(z), weight deltas)
   out/<task>/bp.npz                             bp@<task>       (naive, csgm_bp, ia_bp)
+  out/<task>/<stage>_seconds.json               csgm, ia, bp    (wall time per image; kept out of the arrays so
+                                                                 that the arrays are bit-identical across runs)
   metrics/per_image.parquet, summary.json       evaluate
   reports/report.md, reports/figures/*.png      report
 """
@@ -54,15 +56,19 @@ def task_spec(params: dict, task: str) -> TaskSpec:
     return TaskSpec.from_params(task, tasks[task], cs_mask=params.get("cs", {}).get("mask", "uniform"))
 
 
-def generator_from(params: dict, device: torch.device | str = "cpu"):
+def generator_from(params: dict, device: torch.device | str = "cpu", train_wscale: bool = True):
     g = params["generator"]
-    return load_generator(g["name"], g.get("checkpoint")).to(device)
+    return load_generator(g["name"], g.get("checkpoint"), train_wscale).to(device)
 
 
 def check_iters(section: str, iters: int) -> int:
     if int(iters) != iters or iters < 0:
         raise UserError(f"{section}.iters must be a whole number >= 0, got {iters}")
     return int(iters)
+
+
+def write_seconds(task: str, stage: str, seconds_per_image: float) -> None:
+    save_text(task_dir(task) / f"{stage}_seconds.json", json.dumps({"seconds_per_image": round(seconds_per_image, 4)}) + "\n")
 
 
 def write_trace(path: Path, trace: np.ndarray) -> None:
@@ -168,7 +174,8 @@ def csgm(params: dict, task: str) -> None:
                       seed=int(params["seed"]), label=f"csgm {task}")
     seconds = (time.perf_counter() - start) / len(ids)
     save_npz(task_dir(task) / "csgm.npz", z_all=result.z_all.numpy(), loss_all=result.loss_all.numpy(),
-             z=result.z.numpy(), x=result.x.numpy(), seconds_per_image=seconds)
+             z=result.z.numpy(), x=result.x.numpy())
+    write_seconds(task, "csgm", seconds)
     write_trace(task_dir(task) / "csgm_loss.tsv", result.trace)
 
 
@@ -179,12 +186,13 @@ def ia(params: dict, task: str) -> None:
     _, op, y = load_observation(task)
     z0 = torch.from_numpy(load_npz(task_dir(task) / "csgm.npz")["z"])
     ids = load_prepared()["ids"]
-    generator = generator_from(params, device)
+    generator = generator_from(params, device, bool(cfg.get("train_wscale", True)))
     start = time.perf_counter()
     result = run_ia(generator, op, y.float(), z0, iters=iters, lr_z=float(cfg["lr_z"]), lr_g=float(cfg["lr_g"]),
                     label=f"ia {task}")
     seconds = (time.perf_counter() - start) / len(ids)
-    save_npz(task_dir(task) / "ia.npz", z=result.z.numpy(), x=result.x.numpy(), seconds_per_image=seconds)
+    save_npz(task_dir(task) / "ia.npz", z=result.z.numpy(), x=result.x.numpy())
+    write_seconds(task, "ia", seconds)
     write_trace(task_dir(task) / "ia_loss.tsv", result.trace)
     save_weight_deltas(task_dir(task) / "ia_weights.safetensors", result.weight_deltas, ids, bool(cfg["save_weights"]))
 
@@ -224,4 +232,5 @@ def bp(params: dict, task: str) -> None:
     ia_bp = back_project(op, x_ia, y, eps)
     seconds = (time.perf_counter() - start) / y.shape[0]
     save_npz(task_dir(task) / "bp.npz", naive=naive.float().numpy(), csgm_bp=csgm_bp.float().numpy(),
-             ia_bp=ia_bp.float().numpy(), eps=eps, seconds_per_image=seconds)
+             ia_bp=ia_bp.float().numpy(), eps=eps)
+    write_seconds(task, "bp", seconds)

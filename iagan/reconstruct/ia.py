@@ -23,7 +23,7 @@ from iagan.reconstruct.csgm import measurement_loss
 class IAResult:
     z: torch.Tensor  # (N, *latent)
     x: torch.Tensor  # (N, 3, H, W) in [0, 1], from the adapted weights and latent after the last step
-    weight_deltas: dict[str, torch.Tensor]  # name -> (N, *shape): adapted minus pretrained weights
+    weight_deltas: dict[str, torch.Tensor]  # name -> (N, *shape): adapted minus pretrained (adapted weights only)
     trace: np.ndarray  # (iters,) mean measurement loss per step
 
 
@@ -36,8 +36,9 @@ def run_ia(generator, op: Operator, y: torch.Tensor, z0: torch.Tensor, *, iters:
            label: str = "ia") -> IAResult:
     n = y.shape[0]
     device = next(generator.parameters()).device
+    frozen = getattr(generator, "ia_frozen", frozenset())  # e.g. PGGAN scales with ia.train_wscale false
     copies = [copy.deepcopy(generator).eval() for _ in range(n)]
-    weights = [p for g in copies for p in g.parameters()]
+    weights = [p for g in copies for name, p in g.named_parameters() if name not in frozen]
     for p in weights:
         p.requires_grad_(True)
     z = z0.clone().to(device).requires_grad_(True)
@@ -58,7 +59,7 @@ def run_ia(generator, op: Operator, y: torch.Tensor, z0: torch.Tensor, *, iters:
         trace[step] = float(losses.detach().mean())
     with torch.no_grad():
         x = render()
-        pretrained = dict(generator.named_parameters())
+        pretrained = {name: p for name, p in generator.named_parameters() if name not in frozen}
         deltas = {
             name: torch.stack([dict(g.named_parameters())[name] - p for g in copies]).cpu()
             for name, p in pretrained.items()

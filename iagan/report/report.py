@@ -11,7 +11,7 @@ import torch
 from iagan.io import load_npz, save_text
 from iagan.pipeline import load_observation, load_prepared, task_dir
 from iagan.report.figures import observation_image, save_grid
-from iagan.report.tables import FAMILIES, family_table, load_paper_tables, trend_note
+from iagan.report.tables import FAMILIES, family_table, group_table, load_paper_tables, trend_note
 
 REPORTS = Path("reports")
 
@@ -59,6 +59,9 @@ def build_report(params: dict, per_image="metrics/per_image.parquet", summary="m
                 family_table(frame, paper, operator, "lpips"), trend_note(frame, operator)]
         for task in frame[frame.operator == operator].task.unique():
             out.append(f"![{task}](figures/{task}.png)\n")
+    if frame.group.nunique() > 1:
+        out += ["## By image group", "", "Mean PSNR (dB) per group; an image may belong to several groups.", "",
+                group_table(frame, "psnr")]
     write_figures(params)
     save_text(REPORTS / "report.md", "\n".join(out))
 

@@ -75,3 +75,17 @@ def trend_note(frame: pd.DataFrame, operator: str) -> str:
         wins = int((means["ia_bp"] > means["ia"]).sum())
         notes.append(f"BP improves IA in {wins} of {len(means)} rows")
     return ("Ours: " + "; ".join(notes) + ".\n") if notes else ""
+
+
+def group_table(frame: pd.DataFrame, metric: str = "psnr") -> str:
+    """Mean per image group (e.g. `real` vs `in_range`) for every task and method: where the prior fits and where not."""
+    frame = frame.assign(group=frame.group.str.split(";")).explode("group")
+    means = frame.pivot_table(index=["task", "group"], columns="method", values=metric, aggfunc="mean", sort=False)
+    methods = [m for m in METHOD_TITLES if m in means.columns]
+    counts = frame[frame.method == methods[0]].groupby(["task", "group"], sort=False).size()
+    lines = ["| task | group | n | " + " | ".join(METHOD_TITLES[m] for m in methods) + " |",
+             "|---|---|---|" + "---|" * len(methods)]
+    for (task, group), row in means.iterrows():
+        cells = " | ".join(f"{row[m]:.2f}" if metric == "psnr" else f"{row[m]:.3f}" for m in methods)
+        lines.append(f"| {task} | {group} | {counts[(task, group)]} | {cells} |")
+    return "\n".join(lines) + "\n"

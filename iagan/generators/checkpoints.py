@@ -1,0 +1,133 @@
+"""Loading PGGAN checkpoints safely: tensors only (`weights_only=True`), one loader per public layout.
+
+The pytorch_GAN_zoo files carry a pickled `models.utils.config.BaseConfig` (a plain attribute holder); it is
+mapped to `ZooConfig` below through torch's allowlist, so nothing else in a file can be unpickled and the zoo
+package need not be installed. Files whose name ends in `-<hex>.pth` are checked against that sha256 prefix, as
+`torch.hub` does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import torch
+
+from iagan.errors import UserError
+from iagan.generators.pggan import GenforcePGGAN, TheanoPGGAN, ZooPGGAN
+
+FORMATS = {  # format -> (generator names, signature keys a state dict of this layout must hold)
+    "theano": (("pggan-iagan-1024",), ("features.0.conv.weight", "features.0.wscale.scale", "output.conv.weight", "output.wscale.b")),
+    "zoo": (("pggan-zoo-256", "pggan-zoo-512"), ("formatLayer.module.weight", "groupScale0.0.module.weight", "toRGBLayers.0.module.weight")),
+    "genforce": (("pggan-genforce-1024",), ("layer0.weight", "layer1.weight", "output0.weight", "lod")),
+}
+EXPECTED_RESOLUTION = {"pggan-iagan-1024": 1024, "pggan-zoo-256": 256, "pggan-zoo-512": 512, "pggan-genforce-1024": 1024}
+
+
+class ZooConfig:
+    """Stand-in for pytorch_GAN_zoo's `models.utils.config.BaseConfig`: attributes only, no behaviour."""
+
+
+def verify_hash_prefix(path: Path) -> None:
+    match = re.search(r"-([0-9a-f]{8,64})\.pth?$", path.name)
+    if not match:
+        return
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if not digest.startswith(match.group(1)):
+        raise UserError(f"{path.name} is corrupt or not the published file: its sha256 starts with {digest[:8]}, "
+                        f"the name says {match.group(1)}; download it again")
+
+
+def safe_load(path: str | Path) -> dict:
+    """torch.load with weights_only=True and only the zoo config class allowed; anything else is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist; set generator.checkpoint to the downloaded file")
+    verify_hash_prefix(path)
+    try:
+        with torch.serialization.safe_globals([(ZooConfig, "models.utils.config.BaseConfig")]):
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # an unpickling refusal, a truncated file, not a torch file
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise UserError(f"refusing to load {path.name}: it is not a plain tensor checkpoint ({reason[:200]})") from None
+    if not isinstance(blob, dict):
+        raise UserError(f"{path.name} holds a {type(blob).__name__}, not a dict of tensors")
+    return blob
+
+
+def generator_state(blob: dict) -> tuple[dict, dict]:
+    """The generator's state dict inside a checkpoint (preferring averaged/smoothed weights) and extra settings."""
+    if "avgG" in blob or "netG" in blob:
+        state = blob.get("avgG") or blob["netG"]
+        config = blob.get("config")
+        alpha = float(getattr(config, "alpha", 0.0) or 0.0) if config is not None else 0.0
+        return _with_module_infix(state), {"alpha": alpha}
+    if "generator_smooth" in blob or "generator" in blob:
+        return blob.get("generator_smooth") or blob["generator"], {}
+    return blob, {}
+
+
+def _with_module_infix(state: dict) -> dict:
+    """Zoo files saved by older versions lack `.module.` before weight/bias: add it."""
+    fixed = {}
+    for key, value in state.items():
+        if ".module." not in key and key.rsplit(".", 1)[-1] in ("weight", "bias"):
+            key = key.rsplit(".", 1)[0] + ".module." + key.rsplit(".", 1)[1]
+        fixed[key] = value
+    return fixed
+
+
+def detect_format(state: dict) -> str:
+    scores = {fmt: sum(k in state for k in sig) / len(sig) for fmt, (_, sig) in FORMATS.items()}
+    best = max(scores, key=scores.get)
+    if scores[best] < 1:
+        missing = [k for k in FORMATS[best][1] if k not in state][:3]
+        unexpected = [k for k in state if not any(k.split(".")[0] == s.split(".")[0] for s in FORMATS[best][1])][:3]
+        raise UserError(f"unknown checkpoint layout; closest is '{best}' ({', '.join(FORMATS[best][0])}) but it lacks "
+                        f"{', '.join(missing)}" + (f" and has unexpected {', '.join(unexpected)}" if unexpected else ""))
+    return best
+
+
+def _count(state: dict, pattern: str) -> int:
+    return sum(1 for k in state if re.fullmatch(pattern, k))
+
+
+def build(fmt: str, state: dict, extra: dict) -> torch.nn.Module:
+    """The network of a layout, with depths and widths read from the weight shapes."""
+    if fmt == "theano":
+        n = _count(state, r"features\.\d+\.conv\.weight")
+        channels = [state["features.0.conv.weight"].shape[0]] + [state[f"features.{i}.conv.weight"].shape[0] for i in range(2, n, 2)]
+        return TheanoPGGAN(channels)
+    if fmt == "zoo":
+        latent = state["formatLayer.module.weight"].shape[1]
+        c0 = state["formatLayer.module.weight"].shape[0] // 16
+        scales = _count(state, r"scaleLayers\.\d+\.0\.module\.weight")
+        channels = [c0] + [state[f"scaleLayers.{i}.0.module.weight"].shape[0] for i in range(scales)]
+        return ZooPGGAN(latent, channels, extra.get("alpha", 0.0))
+    n = _count(state, r"layer\d+\.weight")
+    channels = [state["layer0.weight"].shape[0]] + [state[f"layer{i}.weight"].shape[0] for i in range(2, n, 2)]
+    return GenforcePGGAN(channels)
+
+
+def load_pggan(name: str, checkpoint: str | Path | None, train_wscale: bool = True) -> tuple[torch.nn.Module, str]:
+    """A PGGAN of the named layout (or `auto`) from a checkpoint file, and the detected format."""
+    if not checkpoint:
+        raise UserError(f"generator {name} needs generator.checkpoint: the path of the downloaded .pth (see README)")
+    state, extra = generator_state(safe_load(checkpoint))
+    fmt = detect_format(state)
+    if name != "auto" and name not in FORMATS[fmt][0]:
+        raise UserError(f"{Path(checkpoint).name} is a '{fmt}' checkpoint ({', '.join(FORMATS[fmt][0])}), not {name}; "
+                        f"set generator.name to auto or to the matching name")
+    net = build(fmt, state, extra)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()][1:4]
+        raise UserError(f"{Path(checkpoint).name} does not match the '{fmt}' layout: {'; '.join(lines)[:300]}") from None
+    if name in EXPECTED_RESOLUTION and net.resolution != EXPECTED_RESOLUTION[name]:
+        raise UserError(f"{Path(checkpoint).name} generates {net.resolution}px images, but {name} is "
+                        f"{EXPECTED_RESOLUTION[name]}px; set generator.name to auto")
+    frozen = {n for n, _ in net.named_parameters() if n.endswith("wscale.scale")} if not train_wscale else set()
+    net.ia_frozen = frozenset(frozen)
+    return net.eval(), fmt
