@@ -279,3 +279,12 @@ def test_generator_info_and_sample_commands(tmp_path):
     assert result.exit_code == 0 and Image.open(tmp_path / "dcgan.png").size == (2 * 64 + 3 * 2, 64 + 2 * 2)
     result = CliRunner().invoke(app, ["generator", "info", str(tmp_path / "missing.pth")])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_shape_mismatch_names_the_tensor(tmp_path):
+    state = theano_state(CHANNELS, torch.Generator().manual_seed(0))
+    state["features.3.wscale.b"] = torch.zeros(7)  # the conv has 16 output channels
+    torch.save(state, tmp_path / "bad_shapes.pth")
+    with pytest.raises(UserError, match=r"does not match the 'theano' layout: .*features\.3\.wscale\.b") as info:
+        load_pggan("auto", tmp_path / "bad_shapes.pth")
+    assert "\n" not in str(info.value)
