@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from iagan.io import atomic_path, load_npz, save_json
+from iagan.io import atomic_path, load_npz, save_json, save_text
 from iagan.metrics import lpips_distance, mean_ci, psnr
 from iagan.pipeline import METHODS, load_observation, load_prepared, task_dir
 from iagan.progress import progress
@@ -56,7 +56,15 @@ def summarize(frame: pd.DataFrame, seconds: dict[str, dict[str, float]]) -> dict
     return summary
 
 
-def evaluate(params: dict, per_image_path="metrics/per_image.parquet", summary_path="metrics/summary.json") -> None:
+def method_means(frame: pd.DataFrame) -> str:
+    """Mean PSNR and LPIPS per task and method as CSV, for `dvc plots` bar charts (label = "task method")."""
+    means = frame.groupby(["task", "method"], sort=False, observed=True)[["psnr", "lpips"]].mean().reset_index()
+    means.insert(0, "label", means.task + " " + means.method.astype(str))
+    return means.round(4).to_csv(index=False)
+
+
+def evaluate(params: dict, per_image_path="metrics/per_image.parquet", summary_path="metrics/summary.json",
+             means_path="metrics/method_means.csv") -> None:
     images = load_prepared()
     frames, seconds = [], {}
     for task in progress(list(params["tasks"]), desc="evaluate", unit="task"):
@@ -67,3 +75,4 @@ def evaluate(params: dict, per_image_path="metrics/per_image.parquet", summary_p
     with atomic_path(per_image_path) as tmp:
         frame.to_parquet(tmp, index=False)
     save_json(summary_path, summarize(frame, seconds))
+    save_text(means_path, method_means(frame))

@@ -74,6 +74,10 @@ def test_repro_runs_every_stage_and_writes_report_parquet_and_json(project):
     assert "| sr_x2_n10 | scale=2 (scale=8) | 10 |" in report and "(28.05 ± 0.56)" in report  # paper Table 1 cell
     assert (root / "reports/figures/cs_r50_n0.png").stat().st_size > 1000
     assert "## By image group" in report and "| sr_x2_n10 | in_range | 1 |" in report
+    assert (root / "reports/figures/groups.png").stat().st_size > 1000
+    means = pd.read_csv(root / "metrics/method_means.csv")
+    assert len(means) == len(TASKS) * 5 and "sr_x2_n10 ia_bp" in set(means.label)
+    assert abs(float(means[means.label == "sr_x2_n10 ia_bp"].psnr.iloc[0]) - part.psnr.mean()) < 1e-3
     manifest = (root / "data/prepared/manifest.csv").read_text().splitlines()
     assert manifest[0] == "image,source,group,sha256" and len(manifest) == 4
 

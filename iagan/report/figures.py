@@ -44,3 +44,27 @@ def save_grid(path: str | Path, panels: dict[str, np.ndarray], ids: list[str], t
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+
+
+def save_group_bars(path: str | Path, stats: dict[str, dict[str, tuple[float, float]]], title: str, ylabel: str) -> None:
+    """Bar chart with 95% CI error bars, one cluster per image group, one bar per method (like the paper's Fig. 4).
+
+    stats: group -> method -> (mean, ci95 half-width; nan when the group has one image).
+    """
+    groups = list(stats)
+    methods = list(next(iter(stats.values())))
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(1.2 + 1.4 * len(groups), 3.2))
+    for k, method in enumerate(methods):
+        means = [stats[g][method][0] for g in groups]
+        errors = [0 if np.isnan(stats[g][method][1]) else stats[g][method][1] for g in groups]
+        ax.bar(np.arange(len(groups)) + (k - (len(methods) - 1) / 2) * width, means, width, yerr=errors,
+               capsize=3, label=TITLES.get(method, method))
+    ax.set_xticks(np.arange(len(groups)), groups)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, ncols=len(methods), loc="lower center", bbox_to_anchor=(0.5, -0.35))
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
