@@ -54,6 +54,7 @@ class FFTSubsampling(Operator):
         h, w = self.mask.shape
         self.shape = (h, w)
         self.index = torch.nonzero(self.mask.flatten()).squeeze(1)
+        self._indices: dict[torch.device, torch.Tensor] = {}
         partner = torch.roll(torch.flip(self.mask, dims=(0, 1)), shifts=(1, 1), dims=(0, 1))  # mask at -k
         rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
         self_conjugate = ((2 * rows) % h == 0) & ((2 * cols) % w == 0)
@@ -65,15 +66,21 @@ class FFTSubsampling(Operator):
     def kept_fraction(self) -> float:
         return float(self.mask.float().mean())
 
+    def _index_on(self, device: torch.device) -> torch.Tensor:
+        """The kept frequencies' flat indices, copied to each device once."""
+        if device not in self._indices:
+            self._indices[device] = self.index.to(device)
+        return self._indices[device]
+
     def A(self, x: torch.Tensor) -> torch.Tensor:
-        spectrum = torch.fft.fft2(x, norm="ortho").flatten(-2)[..., self.index.to(x.device)]
+        spectrum = torch.fft.fft2(x, norm="ortho").flatten(-2)[..., self._index_on(x.device)]
         return torch.cat([spectrum.real, spectrum.imag], dim=-1)
 
     def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
         k = self.index.numel()
         values = torch.complex(y[..., :k], y[..., k:])
         full = torch.zeros(*y.shape[:-1], math.prod(self.shape), dtype=values.dtype, device=y.device)
-        full[..., self.index.to(y.device)] = values
+        full[..., self._index_on(y.device)] = values
         return torch.fft.ifft2(full.view(*y.shape[:-1], *self.shape), norm="ortho").real
 
     def A_dagger(self, y: torch.Tensor, eps: float = 0.0) -> torch.Tensor:

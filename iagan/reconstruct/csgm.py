@@ -49,17 +49,17 @@ def run_csgm(generator, op: Operator, y: torch.Tensor, image_ids, *, iters: int,
     z = initial_latents(latent_shape, image_ids, restarts, seed).to(device).flatten(0, 1).requires_grad_(True)
     y_rep = y.to(device).repeat_interleave(restarts, dim=0)
     optimizer = torch.optim.Adam([z], lr=lr)
-    trace = np.zeros(iters)
+    trace = torch.zeros(iters, device=device)  # filled on the device: no host sync inside the loop
     for step in progress(range(iters), desc=label, unit="step"):
         optimizer.zero_grad(set_to_none=True)
         losses = measurement_loss(op, to_unit_range(generator(z)), y_rep)
         losses.sum().backward()
         optimizer.step()
-        trace[step] = float(losses.detach().mean())
+        trace[step] = losses.detach().mean()
     with torch.no_grad():
         final = measurement_loss(op, to_unit_range(generator(z)), y_rep).view(n, restarts)
         best = final.argmin(dim=1)
         z_all = z.detach().view(n, restarts, *latent_shape)
         z_best = z_all[torch.arange(n), best]
         x = to_unit_range(generator(z_best))
-    return CSGMResult(z_all.cpu(), final.cpu(), z_best.cpu(), x.cpu(), trace)
+    return CSGMResult(z_all.cpu(), final.cpu(), z_best.cpu(), x.cpu(), trace.cpu().double().numpy())

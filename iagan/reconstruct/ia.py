@@ -44,7 +44,7 @@ def run_ia(generator, op: Operator, y: torch.Tensor, z0: torch.Tensor, *, iters:
     z = z0.clone().to(device).requires_grad_(True)
     y = y.to(device)
     opt_g, opt_z = adam(weights, lr_g), adam([z], lr_z)
-    trace = np.zeros(iters)
+    trace = torch.zeros(iters, device=device)  # filled on the device: no host sync inside the loop
 
     def render() -> torch.Tensor:
         return to_unit_range(torch.cat([g(z[i : i + 1]) for i, g in enumerate(copies)]))
@@ -56,7 +56,7 @@ def run_ia(generator, op: Operator, y: torch.Tensor, z0: torch.Tensor, *, iters:
         losses.sum().backward()
         opt_g.step()
         opt_z.step()
-        trace[step] = float(losses.detach().mean())
+        trace[step] = losses.detach().mean()
     with torch.no_grad():
         x = render()
         pretrained = {name: p for name, p in generator.named_parameters() if name not in frozen}
@@ -64,4 +64,4 @@ def run_ia(generator, op: Operator, y: torch.Tensor, z0: torch.Tensor, *, iters:
             name: torch.stack([dict(g.named_parameters())[name] - p for g in copies]).cpu()
             for name, p in pretrained.items()
         }
-    return IAResult(z.detach().cpu(), x.cpu(), deltas, trace)
+    return IAResult(z.detach().cpu(), x.cpu(), deltas, trace.cpu().double().numpy())
