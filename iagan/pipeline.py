@@ -205,8 +205,10 @@ def save_weight_deltas(path: Path, deltas: dict[str, torch.Tensor], ids: list[st
     from safetensors.torch import save_file
 
     tensors = {k: v.to(torch.float16).contiguous() for k, v in deltas.items()} if keep else {}
+    # one metadata key only: safetensors writes the metadata map in arbitrary key order, which would make
+    # otherwise identical files differ byte for byte between runs
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"images": json.dumps(ids), "format": "adapted-minus-pretrained fp16"})
+        save_file(tensors, str(tmp), metadata={"images": json.dumps(ids)})
 
 
 # ---------------------------------------------------------------- bp

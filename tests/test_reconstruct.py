@@ -95,3 +95,20 @@ def test_bp_regularisation_scales_with_noise_variance():
     assert regularisation(40, 40) == pytest.approx(16 * regularisation(40, 10))
     with pytest.raises(UserError, match="bp.eps must be >= 0"):
         regularisation(-1, 10)
+
+
+def test_adapted_weights_file_is_identical_byte_for_byte_when_saved_again(tmp_path):
+    import json
+
+    from safetensors import safe_open
+
+    from iagan.pipeline import save_weight_deltas
+
+    deltas = {f"layer{i}.weight": torch.full((2, 3), float(i)) for i in range(5)}
+    for name in ("a", "b", "c", "d"):
+        save_weight_deltas(tmp_path / f"{name}.safetensors", deltas, ["x", "y"], keep=True)
+    blobs = {(tmp_path / f"{n}.safetensors").read_bytes() for n in "abcd"}
+    assert len(blobs) == 1
+    with safe_open(str(tmp_path / "a.safetensors"), framework="pt") as fh:
+        assert json.loads(fh.metadata()["images"]) == ["x", "y"]
+        assert fh.get_tensor("layer3.weight").dtype == torch.float16
