@@ -145,11 +145,9 @@ app.add_typer(generator_app, name="generator")
 def generator_info(checkpoint: Path, name: str = typer.Option("auto", help="generator name, or auto to detect")) -> None:
     """Detected format, resolution, latent size and parameter count of a checkpoint."""
     from iagan.generators import load_generator
-    from iagan.generators.checkpoints import detect_format, generator_state, safe_load
 
-    fmt = "dcgan" if name == "dcgan-digiface-64" else detect_format(generator_state(safe_load(checkpoint))[0])
     net = load_generator(name, str(checkpoint))
-    info = {"format": fmt, "resolution": net.resolution, "latent": list(net.latent_shape),
+    info = {"format": net.layout, "resolution": net.resolution, "latent": list(net.latent_shape),
             "parameters": sum(p.numel() for p in net.parameters())}
     typer.echo(json.dumps(info))
 

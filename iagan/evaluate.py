@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import torch
 
 from iagan.io import atomic_path, load_npz, save_json, save_text
 from iagan.metrics import lpips_distance, mean_ci, psnr
-from iagan.pipeline import METHODS, load_observation, load_prepared, task_dir
+from iagan.pipeline import METHODS, load_observation, load_prepared, read_seconds, task_dir
 from iagan.progress import progress
 
 # seconds a method's output costs per image: the stages it went through
@@ -25,8 +23,7 @@ def reconstructions(task: str) -> dict[str, torch.Tensor]:
 
 
 def stage_seconds(task: str) -> dict[str, float]:
-    return {stage: json.loads((task_dir(task) / f"{stage}_seconds.json").read_text())["seconds_per_image"]
-            for stage in ("csgm", "ia", "bp")}
+    return {stage: read_seconds(task, stage) for stage in ("csgm", "ia", "bp")}
 
 
 def evaluate_task(task: str, images: dict) -> pd.DataFrame:

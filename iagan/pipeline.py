@@ -67,8 +67,16 @@ def check_iters(section: str, iters: int) -> int:
     return int(iters)
 
 
+def seconds_path(task: str, stage: str) -> Path:
+    return task_dir(task) / f"{stage}_seconds.json"
+
+
 def write_seconds(task: str, stage: str, seconds_per_image: float) -> None:
-    save_text(task_dir(task) / f"{stage}_seconds.json", json.dumps({"seconds_per_image": round(seconds_per_image, 4)}) + "\n")
+    save_text(seconds_path(task, stage), json.dumps({"seconds_per_image": round(seconds_per_image, 4)}) + "\n")
+
+
+def read_seconds(task: str, stage: str) -> float:
+    return float(json.loads(seconds_path(task, stage).read_text())["seconds_per_image"])
 
 
 def write_trace(path: Path, trace: np.ndarray) -> None:

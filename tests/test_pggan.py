@@ -154,7 +154,8 @@ def write_zoo(path, zoo_config_class, module_infix=True, alpha=0.0, seed=0, chan
 def test_theano_layout_loads_and_matches_a_hand_computed_forward(tmp_path):
     state = theano_state(CHANNELS, torch.Generator().manual_seed(0))
     torch.save(state, tmp_path / "snapshot.pth")
-    net, fmt = load_pggan("auto", tmp_path / "snapshot.pth")
+    net = load_pggan("auto", tmp_path / "snapshot.pth")
+    fmt = net.layout
     assert fmt == "theano" and net.resolution == 16 and net.latent_shape == (32,)
     z = torch.randn(2, 32, 1, 1, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -162,14 +163,15 @@ def test_theano_layout_loads_and_matches_a_hand_computed_forward(tmp_path):
         assert out.shape == (2, 3, 16, 16) and torch.equal(out, net(z))
         assert torch.allclose(out, theano_forward(state, z, 6), atol=1e-5)
     assert net.ia_frozen == frozenset()  # the official IA trains the stored scales too
-    frozen, _ = load_pggan("auto", tmp_path / "snapshot.pth", train_wscale=False)
+    frozen = load_pggan("auto", tmp_path / "snapshot.pth", train_wscale=False)
     assert "output.wscale.scale" in frozen.ia_frozen and "features.0.wscale.scale" in frozen.ia_frozen
 
 
 def test_zoo_layout_with_config_pickle_loads_without_the_zoo_package(tmp_path, zoo_config_class):
     blob = write_zoo(tmp_path / "zoo.pth", zoo_config_class)
     del sys.modules["models.utils.config"], sys.modules["models.utils"], sys.modules["models"]
-    net, fmt = load_pggan("auto", tmp_path / "zoo.pth")
+    net = load_pggan("auto", tmp_path / "zoo.pth")
+    fmt = net.layout
     assert fmt == "zoo" and net.resolution == 16 and net.latent_shape == (24,)
     z = torch.randn(3, 24, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
@@ -179,7 +181,7 @@ def test_zoo_layout_with_config_pickle_loads_without_the_zoo_package(tmp_path, z
 
 def test_zoo_keys_without_module_infix_and_fade_in_alpha(tmp_path, zoo_config_class):
     write_zoo(tmp_path / "old.pth", zoo_config_class, module_infix=False, alpha=0.5)
-    net, _ = load_pggan("auto", tmp_path / "old.pth")
+    net = load_pggan("auto", tmp_path / "old.pth")
     assert net.alpha == 0.5 and net(torch.randn(1, 24)).shape == (1, 3, 16, 16)
 
 
@@ -187,7 +189,8 @@ def test_genforce_layout_prefers_smoothed_weights(tmp_path):
     g = torch.Generator().manual_seed(3)
     smooth, raw = genforce_state(CHANNELS, g), genforce_state(CHANNELS, g)
     torch.save({"generator": raw, "generator_smooth": smooth}, tmp_path / "pggan_celebahq.pth")
-    net, fmt = load_pggan("auto", tmp_path / "pggan_celebahq.pth")
+    net = load_pggan("auto", tmp_path / "pggan_celebahq.pth")
+    fmt = net.layout
     assert fmt == "genforce" and net.resolution == 16
     z = torch.randn(2, 32, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():

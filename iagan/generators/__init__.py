@@ -13,18 +13,15 @@ GENERATORS = ("dcgan-digiface-64", *PGGAN_NAMES, "auto")
 
 
 def load_generator(name: str, checkpoint: str | None = None, train_wscale: bool = True) -> nn.Module:
-    """A generator in eval mode with frozen weights (CSGM); `ia_frozen` names the weights IA must not adapt.
+    """A generator in eval mode with frozen weights (CSGM); `ia_frozen` names the weights IA must not adapt and
+    `layout` the checkpoint format.
 
     `auto` detects the PGGAN layout of `checkpoint`. BatchNorm (DCGAN) uses its running statistics, so images
     never interact.
     """
     if name not in GENERATORS:
         raise UserError(f"unknown generator '{name}'; available: {', '.join(GENERATORS)}")
-    if name == "dcgan-digiface-64":
-        net = load_dcgan(checkpoint or None)
-        net.ia_frozen = frozenset()
-    else:
-        net, _ = load_pggan(name, checkpoint, train_wscale)
+    net = load_dcgan(checkpoint or None) if name == "dcgan-digiface-64" else load_pggan(name, checkpoint, train_wscale)
     for p in net.parameters():
         p.requires_grad_(False)
     return net.eval()

@@ -110,8 +110,8 @@ def build(fmt: str, state: dict, extra: dict) -> torch.nn.Module:
     return GenforcePGGAN(channels)
 
 
-def load_pggan(name: str, checkpoint: str | Path | None, train_wscale: bool = True) -> tuple[torch.nn.Module, str]:
-    """A PGGAN of the named layout (or `auto`) from a checkpoint file, and the detected format."""
+def load_pggan(name: str, checkpoint: str | Path | None, train_wscale: bool = True) -> torch.nn.Module:
+    """A PGGAN of the named layout (or `auto`) from a checkpoint file; `layout` names the detected format."""
     if not checkpoint:
         raise UserError(f"generator {name} needs generator.checkpoint: the path of the downloaded .pth (see README)")
     state, extra = generator_state(safe_load(checkpoint))
@@ -130,4 +130,5 @@ def load_pggan(name: str, checkpoint: str | Path | None, train_wscale: bool = Tr
                         f"{EXPECTED_RESOLUTION[name]}px; set generator.name to auto")
     frozen = {n for n, _ in net.named_parameters() if n.endswith("wscale.scale")} if not train_wscale else set()
     net.ia_frozen = frozenset(frozen)
-    return net.eval(), fmt
+    net.layout = fmt
+    return net.eval()

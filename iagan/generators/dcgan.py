@@ -33,6 +33,8 @@ class DCGANGenerator(nn.Module):
         self.main = nn.Sequential(*layers)
         self.latent_shape = (nz, 1, 1)
         self.resolution = RESOLUTION
+        self.layout = "dcgan"
+        self.ia_frozen: frozenset[str] = frozenset()  # image adaptation trains every weight
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.main(z)

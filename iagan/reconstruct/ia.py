@@ -59,9 +59,7 @@ def run_ia(generator, op: Operator, y: torch.Tensor, z0: torch.Tensor, *, iters:
         trace[step] = losses.detach().mean()
     with torch.no_grad():
         x = render()
-        pretrained = {name: p for name, p in generator.named_parameters() if name not in frozen}
-        deltas = {
-            name: torch.stack([dict(g.named_parameters())[name] - p for g in copies]).cpu()
-            for name, p in pretrained.items()
-        }
+        adapted = [dict(g.named_parameters()) for g in copies]
+        deltas = {name: torch.stack([a[name] - p for a in adapted]).cpu()
+                  for name, p in generator.named_parameters() if name not in frozen}
     return IAResult(z.detach().cpu(), x.cpu(), deltas, trace.cpu().double().numpy())
