@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,9 @@ import numpy as np
 import torch
 
 from iagan.data import Sample, builtin_samples, folder_samples
+from iagan.engine import Engine, distributed
+from iagan.engine.chunks import ChunkStore
+from iagan.engine.runner import engine_session, fingerprint, merge, run_images
 from iagan.errors import UserError
 from iagan.generators import load_generator
 from iagan.io import atomic_path, load_npz, save_npz, save_text, stable_seed
@@ -39,14 +43,6 @@ METHODS = ("naive", "csgm", "csgm_bp", "ia", "ia_bp")
 
 def task_dir(task: str) -> Path:
     return OUT / task
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("engine.device is cuda but no CUDA GPU is visible; set engine.device to auto or cpu")
-    return torch.device(name)
 
 
 def task_spec(params: dict, task: str) -> TaskSpec:
@@ -173,40 +169,78 @@ def csgm(params: dict, task: str) -> None:
     restarts = int(cfg["restarts"])
     if restarts < 1:
         raise UserError(f"csgm.restarts must be >= 1, got {restarts}")
-    device = resolve_device(params["engine"]["device"])
+    engine = Engine.from_params(params)
     _, op, y = load_observation(task)
+    y = y.float()
     ids = load_prepared()["ids"]
-    generator = generator_from(params, device)
-    start = time.perf_counter()
-    result = run_csgm(generator, op, y.float(), ids, iters=iters, lr=float(cfg["lr"]), restarts=restarts,
-                      seed=int(params["seed"]), label=f"csgm {task}")
-    seconds = (time.perf_counter() - start) / len(ids)
-    save_npz(task_dir(task) / "csgm.npz", z_all=result.z_all.numpy(), loss_all=result.loss_all.numpy(),
-             z=result.z.numpy(), x=result.x.numpy())
-    write_seconds(task, "csgm", seconds)
-    write_trace(task_dir(task) / "csgm_loss.tsv", result.trace)
+    settings = dict(iters=iters, lr=float(cfg["lr"]), restarts=restarts, seed=int(params["seed"]),
+                    precision=engine.precision, compile=engine.compile)
+    with engine_session(engine):
+        generator = generator_from(params, engine.device)
+
+        def work(images: range) -> dict[str, np.ndarray]:
+            r = run_csgm(generator, op, y[images.start : images.stop], ids[images.start : images.stop],
+                         label=f"csgm {task} images {images.start}-{images.stop - 1}", **settings)
+            return {"z_all": r.z_all.numpy(), "loss_all": r.loss_all.numpy(), "z": r.z.numpy(), "x": r.x.numpy(),
+                    "trace_sum": r.trace * len(images)}
+
+        probe = lambda: run_csgm(generator, op, y[:1], ids[:1], label="probe", **{**settings, "iters": 1})
+        store = ChunkStore(task, "csgm", fingerprint({"params": params, "task": task, "stage": "csgm"},
+                                                     [task_dir(task) / "observation.npz", PREPARED / "images.npz"]))
+        start = time.perf_counter()
+        parts = run_images(engine, store, len(ids), work, probe, log=stage_log)
+        seconds = (time.perf_counter() - start) / len(ids)
+        if distributed.is_main():
+            result = merge(parts, len(ids))
+            save_npz(task_dir(task) / "csgm.npz", **{k: result[k] for k in ("z_all", "loss_all", "z", "x")})
+            write_seconds(task, "csgm", seconds)
+            write_trace(task_dir(task) / "csgm_loss.tsv", result["trace"])
+        distributed.barrier()
+        store.clear()
 
 
 def ia(params: dict, task: str) -> None:
     cfg = params["ia"]
     iters = check_iters("ia", cfg["iters"])
-    device = resolve_device(params["engine"]["device"])
+    engine = Engine.from_params(params)
     _, op, y = load_observation(task)
+    y = y.float()
     z0 = torch.from_numpy(load_npz(task_dir(task) / "csgm.npz")["z"])
     ids = load_prepared()["ids"]
-    generator = generator_from(params, device, bool(cfg.get("train_wscale", True)))
-    start = time.perf_counter()
-    result = run_ia(generator, op, y.float(), z0, iters=iters, lr_z=float(cfg["lr_z"]), lr_g=float(cfg["lr_g"]),
-                    label=f"ia {task}")
-    seconds = (time.perf_counter() - start) / len(ids)
-    save_npz(task_dir(task) / "ia.npz", z=result.z.numpy(), x=result.x.numpy())
-    write_seconds(task, "ia", seconds)
-    write_trace(task_dir(task) / "ia_loss.tsv", result.trace)
-    save_weight_deltas(task_dir(task) / "ia_weights.safetensors", result.weight_deltas, ids, bool(cfg["save_weights"]))
+    settings = dict(iters=iters, lr_z=float(cfg["lr_z"]), lr_g=float(cfg["lr_g"]), precision=engine.precision,
+                    mode=engine.ia_mode, compile=engine.compile)
+    with engine_session(engine):
+        generator = generator_from(params, engine.device, bool(cfg.get("train_wscale", True)))
+
+        def work(images: range) -> dict[str, np.ndarray]:
+            r = run_ia(generator, op, y[images.start : images.stop], z0[images.start : images.stop],
+                       label=f"ia {task} images {images.start}-{images.stop - 1}", **settings)
+            deltas = {f"delta/{k}": v.to(torch.float16).numpy() for k, v in r.weight_deltas.items()}
+            return {"z": r.z.numpy(), "x": r.x.numpy(), "trace_sum": r.trace * len(images), **deltas}
+
+        probe = lambda: run_ia(generator, op, y[:1], z0[:1], label="probe", **{**settings, "iters": 1})
+        store = ChunkStore(task, "ia", fingerprint({"params": params, "task": task, "stage": "ia"},
+                                                   [task_dir(task) / "observation.npz", task_dir(task) / "csgm.npz"]))
+        start = time.perf_counter()
+        parts = run_images(engine, store, len(ids), work, probe, log=stage_log)
+        seconds = (time.perf_counter() - start) / len(ids)
+        if distributed.is_main():
+            result = merge(parts, len(ids))
+            save_npz(task_dir(task) / "ia.npz", z=result["z"], x=result["x"])
+            write_seconds(task, "ia", seconds)
+            write_trace(task_dir(task) / "ia_loss.tsv", result["trace"])
+            deltas = {k.removeprefix("delta/"): torch.from_numpy(v) for k, v in result.items() if k.startswith("delta/")}
+            save_weight_deltas(task_dir(task) / "ia_weights.safetensors", deltas, ids, bool(cfg["save_weights"]))
+        distributed.barrier()
+        store.clear()
+
+
+def stage_log(message: str) -> None:
+    print(f"iagan: {message}", file=sys.stderr)
 
 
 def save_weight_deltas(path: Path, deltas: dict[str, torch.Tensor], ids: list[str], keep: bool) -> None:
-    """Adapted minus pretrained weights, fp16, one tensor per parameter with a leading image axis.
+    """Adapted minus pretrained weights (fp16), one tensor per parameter with a leading image axis.
 
     With `ia.save_weights: false` the file holds no tensors (DVC still needs the output to exist).
     """

@@ -12,7 +12,8 @@ from iagan.data import read_rgb, square_resize
 from iagan.io import atomic_path, save_json, stable_seed
 from iagan.metrics import lpips_distance, psnr
 from iagan.operators import TaskSpec, build_operator
-from iagan.pipeline import check_iters, generator_from, observe, regularisation, resolve_device
+from iagan.engine import resolve_device
+from iagan.pipeline import check_iters, generator_from, observe, regularisation
 from iagan.reconstruct.bp import back_project
 from iagan.reconstruct.csgm import run_csgm
 from iagan.reconstruct.ia import run_ia

@@ -1,6 +1,6 @@
 """CSGM (Bora et al. 2017; paper eq. 3): min_z ||y - A G(z)||^2 by Adam on the latent only.
 
-All images and all restarts of a task are optimised together in one batch. The loss is the sum of the
+All images and all restarts of a chunk are optimised together in one batch. The loss is the sum of the
 per-image mean-squared measurement errors, so the gradient each latent sees is that of its own image alone.
 """
 
@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from iagan.engine.precision import generate
 from iagan.generators import to_unit_range
 from iagan.io import stable_seed
 from iagan.operators import Operator
-from iagan.progress import progress
+from iagan.progress import step_progress
 
 
 @dataclass
@@ -42,24 +43,26 @@ def initial_latents(latent_shape, image_ids, restarts: int, seed: int) -> torch.
 
 
 def run_csgm(generator, op: Operator, y: torch.Tensor, image_ids, *, iters: int, lr: float, restarts: int,
-             seed: int, label: str = "csgm") -> CSGMResult:
+             seed: int, label: str = "csgm", precision: str = "fp32", compile: bool | str = False) -> CSGMResult:
+    """CSGM for a batch of images; `precision` and `compile` as in `iagan.engine.Engine`."""
     n = y.shape[0]
     latent_shape = tuple(generator.latent_shape)
     device = next(generator.parameters()).device
+    net = torch.compile(generator, mode=compile if isinstance(compile, str) else None) if compile else generator
     z = initial_latents(latent_shape, image_ids, restarts, seed).to(device).flatten(0, 1).requires_grad_(True)
     y_rep = y.to(device).repeat_interleave(restarts, dim=0)
     optimizer = torch.optim.Adam([z], lr=lr)
     trace = torch.zeros(iters, device=device)  # filled on the device: no host sync inside the loop
-    for step in progress(range(iters), desc=label, unit="step"):
+    for step in step_progress(iters, n, label):
         optimizer.zero_grad(set_to_none=True)
-        losses = measurement_loss(op, to_unit_range(generator(z)), y_rep)
+        losses = measurement_loss(op, to_unit_range(generate(net, z, precision)), y_rep)
         losses.sum().backward()
         optimizer.step()
         trace[step] = losses.detach().mean()
     with torch.no_grad():
-        final = measurement_loss(op, to_unit_range(generator(z)), y_rep).view(n, restarts)
+        final = measurement_loss(op, to_unit_range(generate(net, z, precision)), y_rep).view(n, restarts)
         best = final.argmin(dim=1)
         z_all = z.detach().view(n, restarts, *latent_shape)
         z_best = z_all[torch.arange(n), best]
-        x = to_unit_range(generator(z_best))
+        x = to_unit_range(generate(net, z_best, precision))
     return CSGMResult(z_all.cpu(), final.cpu(), z_best.cpu(), x.cpu(), trace.cpu().double().numpy())

@@ -1,0 +1,33 @@
+"""Numeric precision of the generator's forward pass (`engine.precision`).
+
+fp32: exact float32 everywhere (TF32 off, so CUDA results match the CPU's up to rounding order).
+tf32: float32 storage, TensorFloat-32 matmuls and convolutions on CUDA (Ampere and newer); on CPU the same as fp32.
+bf16: autocast to bfloat16 for the generator's forward; weights, latents, Adam state and the loss stay float32
+(mixed precision as in Micikevicius et al. 2018, without loss scaling, which bfloat16's range makes unnecessary).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+def configure(precision: str) -> None:
+    """Set the process-wide TF32 switches for `precision` (call once per stage)."""
+    tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+
+
+def autocast(precision: str, device: torch.device):
+    """Context for the generator forward pass: bfloat16 autocast for bf16, nothing otherwise."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def generate(generator, z: torch.Tensor, precision: str) -> torch.Tensor:
+    """G(z) in float32 whatever the precision of the forward pass."""
+    with autocast(precision, z.device):
+        return generator(z).float()
