@@ -72,11 +72,37 @@ def evaluate() -> None:
 
 @app.command()
 @user_errors
-def report() -> None:
-    """Stage report: reports/report.md and its figures."""
+def report(
+    experiments: Optional[str] = typer.Option(None, help="comma-separated experiment names or revisions for Table 8"),
+) -> None:
+    """Stage report: reports/report.md and its figures (with --experiments, Table 8 from those experiments)."""
     from iagan.report.report import build_report
 
-    build_report(read_params())
+    names = [e.strip() for e in experiments.split(",") if e.strip()] if experiments else None
+    if experiments is not None and not names:
+        raise UserError("--experiments is empty; give names from `dvc exp show`, separated by commas")
+    build_report(read_params(), experiments=names)
+
+
+@app.command()
+@user_errors
+def compare(
+    exp_a: str = typer.Argument(..., help="experiment name (dvc exp show), branch, tag or commit"),
+    exp_b: str = typer.Argument(..., help="the experiment to compare with"),
+    task: str = typer.Option(..., help="task name, e.g. sr_x8_n0"),
+    method: str = typer.Option("ia_bp", help="naive | csgm | csgm_bp | ia | ia_bp"),
+    metric: str = typer.Option("psnr", help="psnr | lpips"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the result as JSON to this file"),
+) -> None:
+    """Paired permutation test of one task/method/metric between two experiments (images paired by id)."""
+    from iagan.io import save_json
+    from iagan.report.experiments import compare as run, compare_text
+
+    result = run(exp_a, exp_b, task, method, metric)
+    typer.echo(compare_text(result))
+    typer.echo(json.dumps(result))
+    if json_out is not None:
+        save_json(json_out, result)
 
 
 @app.command()

@@ -7,9 +7,10 @@ import pandas as pd
 import torch
 
 from iagan.io import atomic_path, load_npz, save_json, save_text
-from iagan.metrics import lpips_distance, mean_ci, psnr
+from iagan.metrics import lpips_distance, mean_ci, psnr, psnr_torchmetrics_010
 from iagan.pipeline import METHODS, load_observation, load_prepared, read_seconds, task_dir
 from iagan.progress import progress
+from iagan.protocol import Protocol
 
 # seconds a method's output costs per image: the stages it went through
 METHOD_STAGES = {"naive": ("bp",), "csgm": ("csgm",), "csgm_bp": ("csgm", "bp"), "ia": ("csgm", "ia"),
@@ -26,14 +27,21 @@ def stage_seconds(task: str) -> dict[str, float]:
     return {stage: read_seconds(task, stage) for stage in ("csgm", "ia", "bp")}
 
 
-def evaluate_task(task: str, images: dict) -> pd.DataFrame:
+def scores(x: torch.Tensor, truth: torch.Tensor, protocol: Protocol) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image PSNR and LPIPS under the protocol (see iagan/protocol.py)."""
+    if protocol.paper_code:
+        return psnr_torchmetrics_010(x, truth), lpips_distance(x, truth, unscaled=True)
+    return psnr(x, truth), lpips_distance(x, truth)
+
+
+def evaluate_task(task: str, images: dict, protocol: Protocol = Protocol()) -> pd.DataFrame:
     spec, _, _ = load_observation(task)
     truth = images["pixels"]
     seconds = stage_seconds(task)
     rows = []
     for method, x in reconstructions(task).items():
         x = torch.from_numpy(np.asarray(x, dtype=np.float32))
-        p, d = psnr(x, truth), lpips_distance(x, truth)
+        p, d = scores(x, truth, protocol)
         cost = sum(seconds[s] for s in METHOD_STAGES[method])
         for i, image in enumerate(images["ids"]):
             rows.append(dict(image=image, group=images["groups"][i], task=task, operator=spec.operator,
@@ -63,9 +71,10 @@ def method_means(frame: pd.DataFrame) -> str:
 def evaluate(params: dict, per_image_path="metrics/per_image.parquet", summary_path="metrics/summary.json",
              means_path="metrics/method_means.csv") -> None:
     images = load_prepared()
+    protocol = Protocol.from_params(params)
     frames, seconds = [], {}
     for task in progress(list(params["tasks"]), desc="evaluate", unit="task"):
-        frames.append(evaluate_task(task, images))
+        frames.append(evaluate_task(task, images, protocol))
         seconds[task] = {k: round(v, 4) for k, v in stage_seconds(task).items()}
     frame = pd.concat(frames, ignore_index=True)
     frame["method"] = pd.Categorical(frame["method"], categories=list(METHODS))

@@ -40,6 +40,18 @@ def psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1.0 / mse.clamp_min(PSNR_MSE_FLOOR))
 
 
+def psnr_torchmetrics_010(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR as torchmetrics 0.10 `PeakSignalNoiseRatio()` (no data_range) gives it, one call per image.
+
+    Its min/max target states start at 0, so data_range = max(ref, 0) - min(ref, 0); no clipping of either image.
+    Same 100 dB cap as `psnr`.
+    """
+    flat_ref = ref.double().flatten(1)
+    data_range = flat_ref.max(dim=1).values.clamp_min(0) - flat_ref.min(dim=1).values.clamp_max(0)
+    mse = (x.double().flatten(1) - flat_ref).pow(2).mean(dim=1)
+    return 10 * torch.log10(data_range**2 / mse.clamp_min(PSNR_MSE_FLOOR))
+
+
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in _NUMPY_GLOBALS:
@@ -90,15 +102,17 @@ def lpips_model(device: str = "cpu"):
     return model.eval().to(device)
 
 
-def lpips_distance(x: torch.Tensor, ref: torch.Tensor, batch: int = 16) -> torch.Tensor:
-    """Per-image LPIPS between images in [0, 1] (clipped, then mapped to [-1, 1] as LPIPS expects); shape (N,)."""
+def lpips_distance(x: torch.Tensor, ref: torch.Tensor, batch: int = 16, unscaled: bool = False) -> torch.Tensor:
+    """Per-image LPIPS between images in [0, 1] (clipped, then mapped to [-1, 1] as LPIPS expects); shape (N,).
+
+    `unscaled=True` feeds the [0, 1] images as they are, unclipped: the replication code's bug (protocol paper_code).
+    """
     model = lpips_model()
+    scale = (lambda t: t.float()) if unscaled else (lambda t: t.float().clamp(0, 1) * 2 - 1)
     out = []
     with torch.no_grad():
         for i in range(0, x.shape[0], batch):
-            a = x[i : i + batch].float().clamp(0, 1) * 2 - 1
-            b = ref[i : i + batch].float().clamp(0, 1) * 2 - 1
-            out.append(model(a, b).flatten())
+            out.append(model(scale(x[i : i + batch]), scale(ref[i : i + batch])).flatten())
     return torch.cat(out).double()
 
 

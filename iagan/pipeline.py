@@ -32,6 +32,7 @@ from iagan.errors import UserError
 from iagan.generators import load_generator
 from iagan.io import atomic_path, load_npz, save_npz, save_text, stable_seed
 from iagan.operators import Operator, TaskSpec, build_operator
+from iagan.protocol import Protocol
 from iagan.reconstruct.bp import back_project
 from iagan.reconstruct.csgm import run_csgm
 from iagan.reconstruct.ia import run_ia
@@ -125,14 +126,13 @@ def load_prepared() -> dict:
 
 
 # ---------------------------------------------------------------- degrade
-def observe(op: Operator, x: torch.Tensor, noise: float, seeds: list[int]) -> torch.Tensor:
-    """y = A x + e, e ~ N(0, (noise/255)^2) on the [0, 1] scale, one seeded draw per image (float64)."""
+def observe(op: Operator, x: torch.Tensor, noise: float, seeds: list[int], protocol: Protocol = Protocol()) -> torch.Tensor:
+    """y = A x + e on the [0, 1] scale, one seeded draw per image (float64); e ~ N(0, (noise/255)^2) under the
+    standard protocol, U[0, noise/255) under paper_code."""
     clean = op.A(x.to(torch.float64))
     if noise == 0:
         return clean
-    e = torch.stack([torch.randn(clean.shape[1:], generator=torch.Generator().manual_seed(s), dtype=torch.float64)
-                     for s in seeds])
-    return clean + (noise / 255.0) * e
+    return clean + torch.stack([protocol.noise(clean.shape[1:], noise, s) for s in seeds])
 
 
 def degrade(params: dict, task: str) -> None:
@@ -142,7 +142,7 @@ def degrade(params: dict, task: str) -> None:
     mask_seed = stable_seed(params["seed"], "mask", task)
     op = build_operator(spec, resolution, mask_seed)
     noise_seeds = [stable_seed(params["seed"], "noise", task, image) for image in images["ids"]]
-    y = observe(op, images["pixels"], float(spec.noise), noise_seeds)
+    y = observe(op, images["pixels"], float(spec.noise), noise_seeds, Protocol.from_params(params))
     save_npz(task_dir(task) / "observation.npz", y=y.numpy(), noise_seeds=np.array(noise_seeds, dtype=np.uint64),
              mask_seed=np.uint64(mask_seed), resolution=resolution, spec=json.dumps(spec_dict(spec)))
 
@@ -166,7 +166,7 @@ def load_observation(task: str) -> tuple[TaskSpec, Operator, torch.Tensor]:
 def csgm(params: dict, task: str) -> None:
     cfg = params["csgm"]
     iters = check_iters("csgm", cfg["iters"])
-    restarts = int(cfg["restarts"])
+    restarts = Protocol.from_params(params).restarts(int(cfg["restarts"]))
     if restarts < 1:
         raise UserError(f"csgm.restarts must be >= 1, got {restarts}")
     engine = Engine.from_params(params)
@@ -201,9 +201,9 @@ def csgm(params: dict, task: str) -> None:
 
 def ia(params: dict, task: str) -> None:
     cfg = params["ia"]
-    iters = check_iters("ia", cfg["iters"])
+    spec, op, y = load_observation(task)
+    iters = Protocol.from_params(params).ia_iters(check_iters("ia", cfg["iters"]), spec.operator)
     engine = Engine.from_params(params)
-    _, op, y = load_observation(task)
     y = y.float()
     z0 = torch.from_numpy(load_npz(task_dir(task) / "csgm.npz")["z"])
     ids = load_prepared()["ids"]

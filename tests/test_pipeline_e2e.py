@@ -73,7 +73,9 @@ def test_repro_runs_every_stage_and_writes_report_parquet_and_json(project):
     report = (root / "reports/report.md").read_text()
     assert "| sr_x2_n10 | scale=2 (scale=8) | 10 |" in report and "(28.05 ± 0.56)" in report  # paper Table 1 cell
     assert (root / "reports/figures/cs_r50_n0.png").stat().st_size > 1000
-    assert "## By image group" in report and "| sr_x2_n10 | in_range | 1 |" in report
+    assert "## Image groups: Table 7, Figure 4" in report and "| in_range | 1 |" in report and "(n=1)" in report
+    assert "## CSGM iterations before IA: Table 8" in report and "dvc exp run --queue -S csgm.iters=0,900,1800" in report
+    assert "/ paper: yes" in report  # trend notes beside the paper's
     assert (root / "reports/figures/groups.png").stat().st_size > 1000
     means = pd.read_csv(root / "metrics/method_means.csv")
     assert len(means) == len(TASKS) * 5 and "sr_x2_n10 ia_bp" in set(means.label)
@@ -123,3 +125,36 @@ def test_whole_dag_runs_on_a_synthetic_zoo_256_checkpoint(project, tmp_path_fact
         assert prepared["pixels"].shape == (3, 3, 256, 256)
     frame = pd.read_parquet(root / "metrics/per_image.parquet")
     assert len(frame) == 3 * len(TASKS) * 5 and frame.psnr.notna().all()
+
+
+def find_experiment(tree, name):
+    """The `data` of experiment `name` anywhere in `dvc exp show --json` output."""
+    if isinstance(tree, dict):
+        if tree.get("name") == name and "data" in tree:
+            return tree["data"]
+        tree = list(tree.values())
+    if isinstance(tree, list):
+        for item in tree:
+            found = find_experiment(item, name)
+            if found is not None:
+                return found
+    return None
+
+
+def test_compare_and_table8_read_two_real_experiments(project):
+    root, _ = project
+    for iters in (2, 4):
+        dvc(root, "exp", "run", "-n", f"csgm{iters}", "-S", f"csgm.iters={iters}")
+    out = sh(root, sys.executable, "-m", "iagan.cli", "compare", "csgm4", "csgm2", "--task", "sr_x2_n10",
+             "--method", "ia_bp", "--metric", "psnr", "--json", "compare.json")
+    result = json.loads((root / "compare.json").read_text())
+    assert "paired permutation p =" in out and result["n"] == 3 and result["exact"] and 0 < result["p_value"] <= 1
+    text = dvc(root, "exp", "show", "--json")
+    shown = json.loads(text[text.index("["):])
+    for name, key in (("csgm4", "mean_a"), ("csgm2", "mean_b")):
+        summary = find_experiment(shown, name)["metrics"]["metrics/summary.json"]["data"]
+        assert abs(summary["tasks"]["sr_x2_n10"]["ia_bp"]["psnr"]["mean"] - result[key]) < 1e-3
+    assert result["mean_difference"] == pytest.approx(result["mean_a"] - result["mean_b"])
+    sh(root, sys.executable, "-m", "iagan.cli", "report", "--experiments", "csgm2,csgm4")
+    report = (root / "reports/report.md").read_text()
+    assert "| csgm2 | 2 | 2 | 3 |" in report and "| csgm4 | 4 | 2 | 3 |" in report and "| ref |" in report

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from iagan.errors import UserError
 from iagan.operators.base import Operator, SeparableOperator
 from iagan.operators.cs_fft import FFTSubsampling, uniform_mask, variable_density_mask
-from iagan.operators.deblur_gaussian import GaussianDeblur
+from iagan.operators.deblur_gaussian import GaussianDeblur, RandomSigmaBlur
 from iagan.operators.sr_bicubic import BicubicSR
 
 OPERATORS = ("sr_bicubic", "cs_fft", "deblur_gaussian")
@@ -26,7 +26,7 @@ class TaskSpec:
     scale: int | None = None
     ratio: float | None = None
     kernel: int | None = None
-    sigma: float | None = None
+    sigma: float | str | None = None  # deblur: fixed sigma, or "random" (the replication's per-call bug)
     mask: str = "uniform"
     paper: str | None = None  # the paper-table setting this task is compared with, e.g. "scale=8"
 
@@ -60,8 +60,8 @@ class TaskSpec:
             k = 9 if self.kernel is None else self.kernel
             if int(k) != k or k < 1 or k % 2 == 0:
                 raise UserError(f"task '{self.name}': blur `kernel` must be an odd positive integer, got {k}")
-            if self.sigma is not None and self.sigma <= 0:
-                raise UserError(f"task '{self.name}': blur `sigma` must be > 0, got {self.sigma}")
+            if self.sigma != "random" and self.sigma is not None and (isinstance(self.sigma, str) or self.sigma <= 0):
+                raise UserError(f"task '{self.name}': blur `sigma` must be > 0 or `random`, got {self.sigma}")
 
     @property
     def setting(self) -> str:
@@ -88,4 +88,6 @@ def build_operator(spec: TaskSpec, resolution: int, seed: int = 0) -> Operator:
     kernel = int(spec.kernel or 9)
     if kernel > resolution:
         raise UserError(f"task '{spec.name}': blur kernel {kernel} is larger than the {resolution}px image; use a smaller odd kernel")
+    if spec.sigma == "random":
+        return RandomSigmaBlur(resolution, kernel, seed)
     return GaussianDeblur(resolution, kernel, spec.sigma)

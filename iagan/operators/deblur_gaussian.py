@@ -37,9 +37,32 @@ def reflect_blur_matrix(n: int, kernel: int, sigma: float) -> torch.Tensor:
 
 
 class GaussianDeblur(SeparableOperator):
+    """Blur with a fixed Gaussian (torchvision's default sigma for the kernel when none is given)."""
+
     name = "deblur_gaussian"
 
     def __init__(self, resolution: int, kernel: int = 9, sigma: float | None = None) -> None:
         self.kernel = kernel
         self.sigma = default_sigma(kernel) if sigma is None else float(sigma)
         super().__init__(reflect_blur_matrix(resolution, kernel, self.sigma))
+
+
+class RandomSigmaBlur(GaussianDeblur):
+    """The replication code's blur, reproduced only on request (task setting `sigma: random`; a bug, never default).
+
+    `torchvision.transforms.GaussianBlur(kernel)` without a sigma draws sigma ~ U(0.1, 2.0) anew on every call
+    (seed-replication-code.md §1), so y and every CSGM/IA step see a different blur. Here each call of A draws
+    from a seeded generator (reproducible); the adjoint, the pseudo-inverse and Naive/BP use the nominal sigma.
+    """
+
+    SIGMA_RANGE = (0.1, 2.0)
+
+    def __init__(self, resolution: int, kernel: int, seed: int) -> None:
+        super().__init__(resolution, kernel, None)
+        self.resolution = resolution
+        self._rng = torch.Generator().manual_seed(seed)
+
+    def A(self, x: torch.Tensor) -> torch.Tensor:
+        sigma = float(torch.empty(1, dtype=torch.float64).uniform_(*self.SIGMA_RANGE, generator=self._rng))
+        m = reflect_blur_matrix(self.resolution, self.kernel, sigma).to(dtype=x.dtype, device=x.device)
+        return m @ x @ m.T

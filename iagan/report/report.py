@@ -12,7 +12,10 @@ from iagan.io import load_npz, save_text
 from iagan.metrics import mean_ci
 from iagan.pipeline import METHODS, load_observation, load_prepared, task_dir
 from iagan.report.figures import observation_image, save_grid, save_group_bars
-from iagan.report.tables import FAMILIES, family_table, group_table, load_paper_tables, trend_note
+from iagan.protocol import Protocol
+from iagan.report.experiments import load_experiment, paired_test, per_image
+from iagan.report.tables import (FAMILIES, experiments_table, explode_groups, family_table, group_means_all_tasks,
+                                 group_table, load_paper_tables, trend_notes)
 
 REPORTS = Path("reports")
 
@@ -21,28 +24,35 @@ def protocol_text(params: dict, frame: pd.DataFrame, device: str) -> str:
     images = frame.drop_duplicates("image")
     groups = images.group.value_counts().to_dict()
     c, i = params["csgm"], params["ia"]
+    protocol = Protocol.from_params(params)
     return "\n".join([
+        f"- {protocol.summary()}",
         f"- Generator: `{params['generator']['name']}`; images: {len(images)} ({', '.join(f'{k}: {v}' for k, v in groups.items())}), "
         f"source `{params['data']['source']}`.",
-        f"- CSGM: Adam lr {c['lr']}, {c['iters']} steps, {c['restarts']} restart(s). IA: {i['iters']} steps, "
-        f"lr_z {i['lr_z']}, lr_g {i['lr_g']}. BP: exact A^+ when noiseless; when noisy A^T(AA^T + eps I)^-1 with eps = "
-        f"{params['bp']['eps']} x (noise/255)^2. PSNR is capped at 100 dB (exact inversions).",
-        "- Protocol `standard`: zero-mean Gaussian noise, std noise/255 on [0,1] images; PSNR peak 1 on outputs "
-        "clipped to [0,1], whole RGB image; LPIPS AlexNet v0.1 on [-1,1] inputs; CS ratio = fraction of FFT "
-        "coefficients kept; blur sigma fixed (1.7 for kernel 9).",
-        f"- Device: {device}. Means ± Student-t 95% CI half-width over images.",
+        f"- CSGM: Adam lr {c['lr']}, {c['iters']} steps, {protocol.restarts(int(c['restarts']))} restart(s). IA: "
+        f"{i['iters']} steps{' (500 for FFT)' if protocol.paper_code else ''}, lr_z {i['lr_z']}, lr_g {i['lr_g']}. "
+        f"BP: exact A^+ when noiseless; when noisy A^T(AA^T + eps I)^-1 with eps = {params['bp']['eps']} x (noise/255)^2. "
+        "PSNR is capped at 100 dB (exact inversions).",
+        "- CS ratio = fraction of FFT coefficients kept (uniform random mask, DC kept, same mask for R, G, B); "
+        "blur sigma fixed (1.7 for kernel 9) unless a task sets `sigma: random`.",
+        f"- Device: {device}. Means ± Student-t 95% CI half-width over images; n and no CI below 2 images.",
     ]) + "\n"
 
 
-def timing_text(frame: pd.DataFrame, summary_seconds: dict) -> str:
+def timing_text(summary_seconds: dict, params: dict, device: str) -> str:
     per_stage = pd.DataFrame(summary_seconds).T.mean()
     total = float(per_stage.sum())
     parts = ", ".join(f"{k} {v:.2f} s" for k, v in per_stage.items())
-    return (f"Seconds per image per task, mean over tasks: {parts}; total {total:.2f} s "
-            f"(the replication paper reports about 55 s per image at 1024x1024 on a Colab GPU).\n")
+    engine = params.get("engine", {})
+    return (f"Seconds per image per task, mean over tasks: {parts}; total {total:.2f} s per image and task "
+            f"({device}, precision {engine.get('precision', 'fp32')}, {params['csgm']['iters']} CSGM + "
+            f"{params['ia']['iters']} IA steps at {params['generator']['name']}). The replication paper reports about "
+            "55 s per image at 1024x1024 on a Colab GPU.\n")
 
 
-def build_report(params: dict, per_image="metrics/per_image.parquet", summary="metrics/summary.json") -> None:
+def build_report(params: dict, per_image="metrics/per_image.parquet", summary="metrics/summary.json",
+                 experiments: list[str] | None = None, out: Path = REPORTS / "report.md") -> None:
+    """The whole report; `experiments` (names or revisions) fill Table 8, otherwise it says how to produce it."""
     import json
 
     frame = pd.read_parquet(per_image)
@@ -50,36 +60,81 @@ def build_report(params: dict, per_image="metrics/per_image.parquet", summary="m
     seconds = json.loads(Path(summary).read_text())["seconds_per_image"]
     paper = load_paper_tables()
     device = "CUDA GPU" if torch.cuda.is_available() and params["engine"]["device"] != "cpu" else "CPU"
-    out = ["# IAGAN replication report", "", "Written by `dvc repro` (stage `report`); numbers from "
-           "`metrics/per_image.parquet`.", "", "## Protocol", "", protocol_text(params, frame, device),
-           "## Run time", "", timing_text(frame, seconds)]
-    for operator, (title, t_psnr, t_lpips) in FAMILIES.items():
+    protocol_line = f"_{Protocol.from_params(params).summary()}_\n"
+    text = ["# IAGAN replication report", "", "Written by `dvc repro` (stage `report`) from "
+            "`metrics/per_image.parquet`; compared with the replication paper's Tables 1-8 and Figures 1-4.", "",
+            "## Protocol", "", protocol_text(params, frame, device), "## Run time", "",
+            timing_text(seconds, params, device)]
+    for figure, (operator, (title, t_psnr, t_lpips)) in enumerate(FAMILIES.items(), start=1):
         if operator not in set(frame.operator):
             continue
-        out += [f"## {title} (paper Tables {t_psnr}-{t_lpips})", "", family_table(frame, paper, operator, "psnr"),
-                family_table(frame, paper, operator, "lpips"), trend_note(frame, operator)]
-        for task in frame[frame.operator == operator].task.unique():
-            out.append(f"![{task}](figures/{task}.png)\n")
-    if frame.group.nunique() > 1:
-        task = group_task(frame)
-        write_group_figure(frame, task)
-        out += ["## By image group", "", "Mean PSNR (dB) per group; an image may belong to several groups.", "",
-                group_table(frame, "psnr"), f"LPIPS per group for `{task}` (the paper's Table 7 / Figure 4 setting, "
-                "sr x16 noise 0, or its 64 px analogue), 95% CI error bars where a group has 2 images or more:", "",
-                "![groups](figures/groups.png)", ""]
+        text += [f"## {title}: Tables {t_psnr}-{t_lpips}, Figure {figure}", ""]
+        for metric in ("psnr", "lpips"):
+            text += [protocol_line, family_table(frame, paper, operator, metric),
+                     "Trends (mean over images per row):", "", trend_notes(frame, paper, operator, metric)]
+        text.append(f"**Figure {figure}**: per task, one row per image: original, observation, Naive, CSGM, CSGM-BP, "
+                    "IA, IA-BP.\n")
+        text += [f"![{task}](figures/{task}.png)\n" for task in frame[frame.operator == operator].task.unique()]
+    text += table7_section(frame, paper, protocol_line) + table8_section(frame, paper, protocol_line, experiments)
     write_figures(params)
-    save_text(REPORTS / "report.md", "\n".join(out))
+    save_text(out, "\n".join(text))
 
 
-def group_task(frame: pd.DataFrame) -> str:
-    """The task compared with the paper's subgroup study (sr x16, noise 0), else the first task."""
-    match = frame[(frame.paper_setting == "scale=16") & (frame.noise == 0)]
-    return str(match.task.iloc[0] if len(match) else frame.task.iloc[0])
+def paper_task(frame: pd.DataFrame, setting: str, noise: float = 0) -> str | None:
+    """Our task compared with a paper setting (e.g. the sr x16 analogue), or None."""
+    match = frame[(frame.paper_setting == setting) & (frame.noise == noise)]
+    return str(match.task.iloc[0]) if len(match) else None
+
+
+def table7_section(frame: pd.DataFrame, paper: pd.DataFrame, protocol_line: str) -> list[str]:
+    task = paper_task(frame, "scale=16") or str(frame.task.iloc[0])
+    write_group_figure(frame, task)
+    return ["## Image groups: Table 7, Figure 4", "",
+            "Groups come from `data.groups` (a CSV `image,group`; an image may be in several groups) or, for the "
+            "builtin data, `real` and `in_range`; `all` is every image. The paper's setting is sr x16, noise 0 "
+            f"(here `{task}`).", "", protocol_line, group_table(frame, paper, task, "lpips"),
+            group_table(frame, paper, task, "psnr").replace("Table 7:", "Table 7 (PSNR, ours only):"),
+            f"**Figure 4**: LPIPS by image group for `{task}`, 95% CI error bars where a group has 2 images or more.", "",
+            "![groups](figures/groups.png)", "", "Mean PSNR per group for every task:", "",
+            group_means_all_tasks(frame, "psnr")]
+
+
+def table8_section(frame: pd.DataFrame, paper: pd.DataFrame, protocol_line: str, experiments: list[str] | None) -> list[str]:
+    task = paper_task(frame, "scale=8") or str(frame.task.iloc[0])
+    head = ["## CSGM iterations before IA: Table 8", "",
+            f"IA-BP on `{task}` (the paper's sr x8, noise 0) after different numbers of CSGM steps; p: paired "
+            "permutation test (sign flips) against the reference experiment, the one with the most CSGM steps.", ""]
+    if not experiments:
+        return head + ["No experiments given. To produce this table:", "", "```bash",
+                       "dvc exp run --queue -S csgm.iters=0,900,1800",
+                       "dvc queue start && dvc queue status     # wait until they finish", "dvc exp show",
+                       "iagan report --experiments EXP_0,EXP_900,EXP_1800   # names from dvc exp show",
+                       f"iagan compare EXP_1800 EXP_900 --task {task} --method ia_bp --metric lpips", "```", ""]
+    return head + [protocol_line, experiments_table(experiment_rows(experiments, task), paper, "scale=8")]
+
+
+def experiment_rows(experiments: list[str], task: str) -> list[dict]:
+    loaded = [(name, *load_experiment(name)) for name in experiments]
+    ref_name, ref_frame, _ = max(loaded, key=lambda e: int(e[2]["csgm"]["iters"]))
+    rows = []
+    for name, frame, params in loaded:
+        row = {"name": name, "csgm_iters": int(params["csgm"]["iters"]), "ia_iters": int(params["ia"]["iters"]), "p": {}}
+        for metric in ("psnr", "lpips"):
+            values = per_image(frame, task, "ia_bp", metric, name)
+            row[metric], row["n"] = mean_ci(values), len(values)
+            if name == ref_name:
+                row["p"][metric] = None
+                continue
+            ref = per_image(ref_frame, task, "ia_bp", metric, ref_name)
+            common = values.index.intersection(ref.index)
+            row["p"][metric] = paired_test(values[common].to_numpy(), ref[common].to_numpy())["p_value"]
+        rows.append(row)
+    return sorted(rows, key=lambda r: r["csgm_iters"])
 
 
 def write_group_figure(frame: pd.DataFrame, task: str) -> None:
-    part = frame[frame.task == task].assign(group=lambda f: f.group.str.split(";")).explode("group")
-    stats = {g: {m: mean_ci(rows[rows.method == m].lpips) for m in METHODS if m in set(rows.method)}
+    part = explode_groups(frame[frame.task == task])
+    stats = {g: {m: mean_ci(rows[rows.method == m].lpips) for m in METHODS if m in set(rows.method) and m != "naive"}
              for g, rows in part.groupby("group", sort=False)}
     save_group_bars(REPORTS / "figures" / "groups.png", stats, f"{task}: LPIPS by image group", "LPIPS (lower is better)")
 

@@ -1,4 +1,9 @@
-"""Markdown tables in the paper's layout: rows = setting and noise, columns = methods, ours beside the paper's."""
+"""Markdown tables in the paper's layouts, ours beside the paper's (reference/paper_tables.csv).
+
+Tables 1-6: rows = task (setting, noise), columns = methods, each cell "ours mean ± CI (paper mean ± CI)", our best
+method per row in bold. Table 7: one row per image group. Table 8: one row per experiment. CIs are Student-t 95%
+half-widths over images (`iagan.metrics.mean_ci`); a mean over fewer than 2 images is shown with its n and no CI.
+"""
 
 from __future__ import annotations
 
@@ -17,36 +22,53 @@ FAMILIES = {  # operator -> (title, paper table for PSNR, paper table for LPIPS)
 }
 METRICS = {"psnr": ("PSNR (dB, higher is better)", max), "lpips": ("LPIPS alex v0.1 (lower is better)", min)}
 METHOD_TITLES = {"naive": "Naive", "csgm": "CSGM", "csgm_bp": "CSGM-BP", "ia": "IA", "ia_bp": "IA-BP"}
+PAPER_GROUPS = {"all": "general"}  # our group name -> the paper's Table 7 name, where they differ
+# (claim, better method, worse method): the trends the paper's text draws from Tables 1-6
+TRENDS = [("IA beats CSGM", "ia", "csgm"), ("BP improves CSGM", "csgm_bp", "csgm"), ("BP improves IA", "ia_bp", "ia")]
 
 
 def load_paper_tables(path: str | Path = PAPER_TABLES) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def fmt(mean: float, ci: float, digits: int) -> str:
+def digits(metric: str) -> int:
+    return 2 if metric == "psnr" else 3
+
+
+def fmt(mean: float, ci: float | None, ndigits: int, n: int | None = None) -> str:
+    """"mean ± ci"; without a CI "mean (n=1)" when n is known, else the mean alone; "–" when there is no value."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "–"
-    return f"{mean:.{digits}f}" if ci is None or math.isnan(ci) else f"{mean:.{digits}f} ± {ci:.{digits}f}"
+    if ci is None or math.isnan(ci):
+        return f"{mean:.{ndigits}f}" + (f" (n={n})" if n is not None else "")
+    return f"{mean:.{ndigits}f} ± {ci:.{ndigits}f}"
 
 
-def paper_cell(paper: pd.DataFrame, table: int, setting: str, noise: float, method: str, metric: str) -> str:
+def paper_value(paper: pd.DataFrame, table: int, setting: str, noise: float, method: str, metric: str,
+                group: str = "all") -> tuple[float, float] | None:
     hit = paper[(paper.table == table) & (paper.setting == setting) & (paper.noise_255 == noise)
-                & (paper.group == "all") & (paper.method == method) & (paper.metric == metric)]
+                & (paper.group == group) & (paper.method == method) & (paper.metric == metric)]
     if hit.empty:
-        return "–"
-    row = hit.iloc[0]
-    return fmt(float(row["mean"]), float(row["ci95"]), 2 if metric == "psnr" else 3)
+        return None
+    return float(hit.iloc[0]["mean"]), float(hit.iloc[0]["ci95"])
+
+
+def paper_cell(value: tuple[float, float] | None, metric: str) -> str:
+    return "–" if value is None else fmt(*value, digits(metric))
+
+
+def table_number(operator: str, metric: str) -> int:
+    _, psnr_table, lpips_table = FAMILIES[operator]
+    return psnr_table if metric == "psnr" else lpips_table
 
 
 def family_table(frame: pd.DataFrame, paper: pd.DataFrame, operator: str, metric: str) -> str:
-    """One markdown table; each cell "ours mean ± CI (paper mean ± CI)", our best method per row in bold."""
-    _, psnr_table, lpips_table = FAMILIES[operator]
-    table_no = psnr_table if metric == "psnr" else lpips_table
+    """Table 1-6 in the paper's layout; each cell "ours mean ± CI (paper mean ± CI)", our best per row in bold."""
+    table_no = table_number(operator, metric)
     title, best_of = METRICS[metric]
     part = frame[frame.operator == operator]
     methods = [m for m in METHOD_TITLES if m in set(part.method.astype(str))]
-    digits = 2 if metric == "psnr" else 3
-    lines = [f"**{title}**; paper Table {table_no} in parentheses.", "",
+    lines = [f"**Table {table_no}: {title}**; the paper's value in parentheses.", "",
              "| task | setting (paper's) | noise /255 | " + " | ".join(METHOD_TITLES[m] for m in methods) + " |",
              "|---|---|---|" + "---|" * len(methods)]
     for task, rows in part.groupby("task", sort=False):
@@ -55,37 +77,94 @@ def family_table(frame: pd.DataFrame, paper: pd.DataFrame, operator: str, metric
         best = best_of(methods, key=lambda m: stats[m][0])
         cells = []
         for m in methods:
-            ours = fmt(*stats[m], digits)
+            ours = fmt(*stats[m], digits(metric))
             ours = f"**{ours}**" if m == best else ours
-            cells.append(f"{ours} ({paper_cell(paper, table_no, first.paper_setting, first.noise, m, metric)})")
+            cells.append(f"{ours} ({paper_cell(paper_value(paper, table_no, first.paper_setting, first.noise, m, metric), metric)})")
         setting = first.setting if first.setting == first.paper_setting else f"{first.setting} ({first.paper_setting})"
         lines.append(f"| {task} | {setting} | {first.noise:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def trend_note(frame: pd.DataFrame, operator: str) -> str:
-    """Does IA beat CSGM, and BP help, in our rows (mean PSNR)?"""
+def better(a: float, b: float, metric: str) -> bool:
+    return a > b if metric == "psnr" else a < b
+
+
+def trend_notes(frame: pd.DataFrame, paper: pd.DataFrame, operator: str, metric: str) -> str:
+    """Per claim: does it hold in all our rows, and in the paper's rows that ours are compared with?"""
+    table_no = table_number(operator, metric)
     part = frame[frame.operator == operator]
-    means = part.groupby(["task", "method"], observed=True)["psnr"].mean().unstack()
+    means = part.groupby(["task", "method"], observed=True, sort=False)[metric].mean().unstack()
+    keys = part.drop_duplicates("task").set_index("task")[["paper_setting", "noise"]]
     notes = []
-    if {"ia", "csgm"} <= set(means.columns):
-        wins = int((means["ia"] > means["csgm"]).sum())
-        notes.append(f"IA beats CSGM (mean PSNR) in {wins} of {len(means)} rows")
-    if {"ia_bp", "ia"} <= set(means.columns):
-        wins = int((means["ia_bp"] > means["ia"]).sum())
-        notes.append(f"BP improves IA in {wins} of {len(means)} rows")
-    return ("Ours: " + "; ".join(notes) + ".\n") if notes else ""
+    for claim, good, bad in TRENDS:
+        if not {good, bad} <= set(means.columns):
+            continue
+        ours = [better(means.loc[t, good], means.loc[t, bad], metric) for t in means.index]
+        rows = {(s, n) for s, n in keys.itertuples(index=False)}
+        theirs = []
+        for s, n in sorted(rows):
+            g, b = (paper_value(paper, table_no, s, n, m, metric) for m in (good, bad))
+            if g is not None and b is not None:
+                theirs.append(better(g[0], b[0], metric))
+        verdict = lambda xs: ("yes" if all(xs) else "no") + f" ({sum(xs)}/{len(xs)})" if xs else "– (no paper rows)"
+        agree = "" if not theirs else (" — agree" if all(ours) == all(theirs) else " — differ")
+        notes.append(f"- {claim} ({metric.upper()}) in all rows: ours {verdict(ours)} / paper: {verdict(theirs)}{agree}")
+    return "\n".join(notes) + "\n" if notes else ""
 
 
-def group_table(frame: pd.DataFrame, metric: str = "psnr") -> str:
-    """Mean per image group (e.g. `real` vs `in_range`) for every task and method: where the prior fits and where not."""
-    frame = frame.assign(group=frame.group.str.split(";")).explode("group")
-    means = frame.pivot_table(index=["task", "group"], columns="method", values=metric, aggfunc="mean", sort=False)
+def explode_groups(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (image, group); `group` holds ';'-separated labels. Every image is also in group `all`."""
+    grouped = frame.assign(group=frame.group.fillna("").str.split(";")).explode("group")
+    grouped = grouped[grouped.group != ""]
+    return pd.concat([frame.assign(group="all"), grouped], ignore_index=True)
+
+
+def group_table(frame: pd.DataFrame, paper: pd.DataFrame, task: str, metric: str = "lpips") -> str:
+    """Table 7: per-group mean ± CI for one task, with n; groups of 1 image get n and no CI; paper's in parentheses."""
+    part = explode_groups(frame[frame.task == task])
+    first = part.iloc[0]
+    methods = [m for m in METHOD_TITLES if m in set(part.method.astype(str)) and m != "naive"]
+    title, _ = METRICS[metric]
+    lines = [f"**Table 7: {title} by image group, `{task}`**; the paper's group value in parentheses where the group "
+             "exists there (`all` = the paper's General).", "",
+             "| group | n | " + " | ".join(METHOD_TITLES[m] for m in methods) + " |", "|---|---|" + "---|" * len(methods)]
+    for group, rows in part.groupby("group", sort=False):
+        n = int((rows.method == methods[0]).sum())
+        cells = []
+        for m in methods:
+            mean, ci = mean_ci(rows[rows.method == m][metric])
+            theirs = paper_value(paper, 7, first.paper_setting, first.noise, m, metric, PAPER_GROUPS.get(group, group))
+            cells.append(f"{fmt(mean, ci, digits(metric), n)} ({paper_cell(theirs, metric)})")
+        lines.append(f"| {group} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def group_means_all_tasks(frame: pd.DataFrame, metric: str = "psnr") -> str:
+    """Mean per image group for every task and method (ours only): where the prior fits and where not."""
+    part = explode_groups(frame)
+    means = part.pivot_table(index=["task", "group"], columns="method", values=metric, aggfunc="mean", sort=False)
     methods = [m for m in METHOD_TITLES if m in means.columns]
-    counts = frame[frame.method == methods[0]].groupby(["task", "group"], sort=False).size()
+    counts = part[part.method == methods[0]].groupby(["task", "group"], sort=False).size()
     lines = ["| task | group | n | " + " | ".join(METHOD_TITLES[m] for m in methods) + " |",
              "|---|---|---|" + "---|" * len(methods)]
     for (task, group), row in means.iterrows():
-        cells = " | ".join(f"{row[m]:.2f}" if metric == "psnr" else f"{row[m]:.3f}" for m in methods)
+        cells = " | ".join(f"{row[m]:.{digits(metric)}f}" for m in methods)
         lines.append(f"| {task} | {group} | {counts[(task, group)]} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def experiments_table(rows: list[dict], paper: pd.DataFrame, setting: str) -> str:
+    """Table 8: one row per experiment (CSGM / IA iterations), IA-BP PSNR and LPIPS with CIs, paper's beside,
+    and the paired permutation p-value against the reference experiment."""
+    lines = ["| experiment | CSGM iters | IA iters | n | IA-BP PSNR (paper) | p vs ref | IA-BP LPIPS (paper) | p vs ref |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        key = f"{setting};csgm_iters={r['csgm_iters']};ia_iters={r['ia_iters']}"
+        cells = []
+        for metric in ("psnr", "lpips"):
+            theirs = paper_value(paper, 8, key, 0, "ia_bp", metric)
+            p = r["p"][metric]
+            cells += [f"{fmt(*r[metric], digits(metric), r['n'])} ({paper_cell(theirs, metric)})",
+                      "ref" if p is None else f"{p:.3g}"]
+        lines.append(f"| {r['name']} | {r['csgm_iters']} | {r['ia_iters']} | {r['n']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

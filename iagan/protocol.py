@@ -1,0 +1,62 @@
+"""Evaluation protocols (`protocol` in params.yaml): how noise is added and how PSNR and LPIPS are computed.
+
+standard (default): zero-mean Gaussian noise with std noise/255 on [0, 1] images; PSNR with peak 1 on outputs
+    clipped to [0, 1]; LPIPS AlexNet v0.1 on [-1, 1] inputs; restarts and iterations as in params.yaml.
+paper_code: what the replication's code actually did (../shared/reference/seed-replication-code.md §2, §4, §5),
+    so that its numbers can be compared like for like:
+    - noise uniform on [0, noise/255), added to y (positive mean);
+    - PSNR as torchmetrics 0.10 `PeakSignalNoiseRatio()` without data_range: its min/max target states start at 0,
+      so the range is max(target, 0) - min(target, 0) = max(target) for images in [0, 1]; outputs unclipped;
+    - LPIPS fed the [0, 1] images as they are (no rescaling to [-1, 1], no clipping);
+    - a single CSGM start, and 500 IA steps for the FFT tasks.
+The replication's random per-call blur sigma is a bug; it is available only as the explicit task setting
+`sigma: random` (see iagan/operators/deblur_gaussian.py), under either protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from iagan.errors import UserError
+
+PROTOCOLS = ("standard", "paper_code")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str = "standard"
+
+    @classmethod
+    def from_params(cls, params: dict) -> "Protocol":
+        name = params.get("protocol", "standard")
+        if name not in PROTOCOLS:
+            raise UserError(f"unknown protocol '{name}'; use {' or '.join(PROTOCOLS)}")
+        return cls(name)
+
+    @property
+    def paper_code(self) -> bool:
+        return self.name == "paper_code"
+
+    def noise(self, shape, level: float, seed: int) -> torch.Tensor:
+        """The noise e of y = A x + e for one image (float64), `level` in /255 units."""
+        rng = torch.Generator().manual_seed(seed)
+        if self.paper_code:
+            return (level / 255.0) * torch.rand(shape, generator=rng, dtype=torch.float64)
+        return (level / 255.0) * torch.randn(shape, generator=rng, dtype=torch.float64)
+
+    def restarts(self, configured: int) -> int:
+        return 1 if self.paper_code else configured
+
+    def ia_iters(self, configured: int, operator: str) -> int:
+        return 500 if self.paper_code and operator == "cs_fft" else configured
+
+    def summary(self) -> str:
+        """One line for the report, above every table."""
+        if self.paper_code:
+            return ("Protocol `paper_code` (the replication's code): uniform noise U[0, noise/255) added to y; PSNR as "
+                    "torchmetrics 0.10 with range max(original) on unclipped outputs; LPIPS AlexNet v0.1 fed [0, 1] "
+                    "images unscaled; one CSGM start; 500 IA steps for FFT.")
+        return ("Protocol `standard`: zero-mean Gaussian noise, std noise/255 on [0, 1] images; PSNR with peak 1 on "
+                "outputs clipped to [0, 1]; LPIPS AlexNet v0.1 on [-1, 1] inputs.")
