@@ -31,9 +31,10 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def save_npz(target: str | Path, **arrays) -> None:
+def save_npz(target: str | Path, compressed: bool = True, **arrays) -> None:
+    save = np.savez_compressed if compressed else np.savez
     with atomic_path(target) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+        save(fh, **{k: np.asarray(v) for k, v in arrays.items()})
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -25,9 +24,9 @@ import numpy as np
 import torch
 
 from iagan.data import Sample, builtin_samples, folder_samples
-from iagan.engine import Engine, distributed
+from iagan.engine import Engine
 from iagan.engine.chunks import ChunkStore
-from iagan.engine.runner import engine_session, fingerprint, merge, run_images
+from iagan.engine.runner import engine_session, fingerprint, run_stage
 from iagan.errors import UserError
 from iagan.generators import load_generator
 from iagan.io import atomic_path, load_npz, save_npz, save_text, stable_seed
@@ -187,16 +186,13 @@ def csgm(params: dict, task: str) -> None:
         probe = lambda: run_csgm(generator, op, y[:1], ids[:1], label="probe", **{**settings, "iters": 1})
         store = ChunkStore(task, "csgm", fingerprint({"params": params, "task": task, "stage": "csgm"},
                                                      [task_dir(task) / "observation.npz", PREPARED / "images.npz"]))
-        start = time.perf_counter()
-        parts = run_images(engine, store, len(ids), work, probe, log=stage_log)
-        seconds = (time.perf_counter() - start) / len(ids)
-        if distributed.is_main():
-            result = merge(parts, len(ids))
+
+        def write(result: dict[str, np.ndarray], seconds: float) -> None:
             save_npz(task_dir(task) / "csgm.npz", **{k: result[k] for k in ("z_all", "loss_all", "z", "x")})
             write_seconds(task, "csgm", seconds)
             write_trace(task_dir(task) / "csgm_loss.tsv", result["trace"])
-        distributed.barrier()
-        store.clear()
+
+        run_stage(engine, store, len(ids), work, probe, write)
 
 
 def ia(params: dict, task: str) -> None:
@@ -221,22 +217,15 @@ def ia(params: dict, task: str) -> None:
         probe = lambda: run_ia(generator, op, y[:1], z0[:1], label="probe", **{**settings, "iters": 1})
         store = ChunkStore(task, "ia", fingerprint({"params": params, "task": task, "stage": "ia"},
                                                    [task_dir(task) / "observation.npz", task_dir(task) / "csgm.npz"]))
-        start = time.perf_counter()
-        parts = run_images(engine, store, len(ids), work, probe, log=stage_log)
-        seconds = (time.perf_counter() - start) / len(ids)
-        if distributed.is_main():
-            result = merge(parts, len(ids))
+
+        def write(result: dict[str, np.ndarray], seconds: float) -> None:
             save_npz(task_dir(task) / "ia.npz", z=result["z"], x=result["x"])
             write_seconds(task, "ia", seconds)
             write_trace(task_dir(task) / "ia_loss.tsv", result["trace"])
             deltas = {k.removeprefix("delta/"): torch.from_numpy(v) for k, v in result.items() if k.startswith("delta/")}
             save_weight_deltas(task_dir(task) / "ia_weights.safetensors", deltas, ids, bool(cfg["save_weights"]))
-        distributed.barrier()
-        store.clear()
 
-
-def stage_log(message: str) -> None:
-    print(f"iagan: {message}", file=sys.stderr)
+        run_stage(engine, store, len(ids), work, probe, write)
 
 
 def save_weight_deltas(path: Path, deltas: dict[str, torch.Tensor], ids: list[str], keep: bool) -> None:

@@ -158,3 +158,16 @@ def test_compare_and_table8_read_two_real_experiments(project):
     sh(root, sys.executable, "-m", "iagan.cli", "report", "--experiments", "csgm2,csgm4")
     report = (root / "reports/report.md").read_text()
     assert "| csgm2 | 2 | 2 | 3 |" in report and "| csgm4 | 4 | 2 | 3 |" in report and "| ref |" in report
+
+
+def test_engine_launch_runs_csgm_and_ia_under_torchrun(project):
+    """The README's multi-process command, through DVC: csgm/ia (whose command changed) rerun under torchrun and give
+    the same metrics as one process with the same chunks."""
+    root, _ = project
+    dvc(root, "exp", "run", "-S", "engine.max_chunk=2")
+    single = json.loads((root / "metrics/summary.json").read_text())
+    launch = "engine.launch='python -m torch.distributed.run --standalone --nproc_per_node=2'"
+    ran = stages_run(dvc(root, "exp", "run", "-S", "engine.max_chunk=2", "-S", launch))
+    assert {f"csgm@{t}" for t in TASKS} | {f"ia@{t}" for t in TASKS} <= ran and "prepare" not in ran
+    sharded = json.loads((root / "metrics/summary.json").read_text())
+    assert sharded["tasks"] == single["tasks"]

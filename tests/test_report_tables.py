@@ -67,6 +67,8 @@ def test_group_table_gives_n_and_no_ci_below_two_images():
     ia = frame[(frame.task == "sr_c") & (frame.method == "ia")]
     mean, ci = mean_ci(ia.lpips)
     assert all_row[2 + 2].startswith(f"{mean:.3f} ± {ci:.3f} (0.286 ± 0.020)")  # `all` beside the paper's General
+    frame.loc[frame.image == "a", "group"] = "all;real"  # a folder image without groups is labelled `all`
+    assert cells(group_table(frame, paper, "sr_c", "lpips"), "all")[1] == "4"  # counted once
     only = float(ia[ia.image == "d"].lpips.iloc[0])
     assert odd_row[2 + 2] == f"{only:.3f} (n=1) (–)"
 

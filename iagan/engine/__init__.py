@@ -3,6 +3,7 @@ shards (`engine.*` in params.yaml). The maths lives in `iagan.reconstruct`; noth
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -15,8 +16,6 @@ IA_BATCHING = ("auto", "copies", "vmap")
 
 def resolve_device(name: str) -> torch.device:
     """`auto` is CUDA when a GPU is visible, else CPU; under torchrun each process takes cuda:LOCAL_RANK."""
-    import os
-
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():

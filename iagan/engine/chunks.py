@@ -73,11 +73,13 @@ class ChunkStore:
         return load_npz(path) if path.is_file() else None
 
     def save(self, images: range, arrays: dict[str, np.ndarray]) -> None:
-        save_npz(self.path(images), **arrays)
+        save_npz(self.path(images), compressed=False, **arrays)  # temporary: speed over size
 
     def clear(self) -> None:
         """Remove every fingerprint of this stage and task (called once the DVC outputs are written)."""
         shutil.rmtree(self.stage_dir, ignore_errors=True)
         for parent in (self.stage_dir.parent, self.stage_dir.parent.parent):
-            if parent.is_dir() and not any(parent.iterdir()):
+            try:  # empty parents only; another torchrun process may be removing the same folders
                 parent.rmdir()
+            except OSError:
+                pass

@@ -7,6 +7,8 @@ import contextlib
 import hashlib
 import json
 import math
+import sys
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -58,8 +60,12 @@ def chunk_size(engine: Engine, n: int, probe: Callable[[], object] | None = None
     return dist.agree_min(limit, engine.device)
 
 
+def stage_log(message: str) -> None:
+    print(f"iagan: {message}", file=sys.stderr)
+
+
 def run_images(engine: Engine, store: ChunkStore, n: int, work: Work, probe: Callable[[], object] | None = None,
-               log: Callable[[str], None] = print) -> list[tuple[range, dict[str, np.ndarray]]]:
+               log: Callable[[str], None] = stage_log) -> list[tuple[range, dict[str, np.ndarray]]]:
     """(images, result) for every chunk in image order on rank 0 ([] on the other ranks)."""
     done = []
     for images in dist.my_share(plan_chunks(n, chunk_size(engine, n, probe))):
@@ -86,3 +92,16 @@ def merge(parts: list[tuple[range, dict[str, np.ndarray]]], n: int) -> dict[str,
     return {k.removesuffix("_sum") if k.endswith("_sum") else k:
             (sum(p[k] for _, p in parts) / n if k.endswith("_sum") else np.concatenate([p[k] for _, p in parts]))
             for k in keys}
+
+
+def run_stage(engine: Engine, store: ChunkStore, n: int, work: Work, probe: Callable[[], object] | None,
+              write: Callable[[dict[str, np.ndarray], float], None]) -> None:
+    """Run every image (`run_images`), then on rank 0 `write(merged results, seconds per image)`; afterwards the
+    staged chunks are removed (only once the outputs exist)."""
+    start = time.perf_counter()
+    parts = run_images(engine, store, n, work, probe)
+    seconds = (time.perf_counter() - start) / n
+    if dist.is_main():
+        write(merge(parts, n), seconds)
+    dist.barrier()
+    store.clear()

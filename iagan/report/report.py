@@ -134,7 +134,8 @@ def experiment_rows(experiments: list[str], task: str) -> list[dict]:
 
 def write_group_figure(frame: pd.DataFrame, task: str) -> None:
     part = explode_groups(frame[frame.task == task])
-    stats = {g: {m: mean_ci(rows[rows.method == m].lpips) for m in METHODS if m in set(rows.method) and m != "naive"}
+    stats = {f"{g} (n={rows.image.nunique()})": {m: mean_ci(rows[rows.method == m].lpips)
+                                                 for m in METHODS if m in set(rows.method) and m != "naive"}
              for g, rows in part.groupby("group", sort=False)}
     save_group_bars(REPORTS / "figures" / "groups.png", stats, f"{task}: LPIPS by image group", "LPIPS (lower is better)")
 

@@ -115,7 +115,7 @@ def trend_notes(frame: pd.DataFrame, paper: pd.DataFrame, operator: str, metric:
 def explode_groups(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (image, group); `group` holds ';'-separated labels. Every image is also in group `all`."""
     grouped = frame.assign(group=frame.group.fillna("").str.split(";")).explode("group")
-    grouped = grouped[grouped.group != ""]
+    grouped = grouped[(grouped.group != "") & (grouped.group != "all")]
     return pd.concat([frame.assign(group="all"), grouped], ignore_index=True)
 
 
