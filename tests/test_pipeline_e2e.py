@@ -76,6 +76,11 @@ def test_repro_runs_every_stage_and_writes_report_parquet_and_json(project):
     assert "## Image groups: Table 7, Figure 4" in report and "| in_range | 1 |" in report and "(n=1)" in report
     assert "## CSGM iterations before IA: Table 8" in report and "dvc exp run --queue -S csgm.iters=0,900,1800" in report
     assert "/ paper: yes" in report  # trend notes beside the paper's
+    from iagan.metrics import mean_ci
+
+    for task, method in (("sr_x2_n10", "csgm_bp"), ("cs_r50_n0", "ia")):  # table cells from the Parquet rows
+        mean, ci = mean_ci(frame[(frame.task == task) & (frame.method == method)].psnr)
+        assert f"{mean:.2f} ± {ci:.2f}" in next(line for line in report.splitlines() if line.startswith(f"| {task} |"))
     assert (root / "reports/figures/groups.png").stat().st_size > 1000
     means = pd.read_csv(root / "metrics/method_means.csv")
     assert len(means) == len(TASKS) * 5 and "sr_x2_n10 ia_bp" in set(means.label)
@@ -171,3 +176,14 @@ def test_engine_launch_runs_csgm_and_ia_under_torchrun(project):
     assert {f"csgm@{t}" for t in TASKS} | {f"ia@{t}" for t in TASKS} <= ran and "prepare" not in ran
     sharded = json.loads((root / "metrics/summary.json").read_text())
     assert sharded["tasks"] == single["tasks"]
+
+
+def test_paper_code_protocol_reruns_from_degrade_and_is_stated(project):
+    root, _ = project
+    ran = stages_run(dvc(root, "exp", "run", "-S", "protocol=paper_code"))
+    assert {f"degrade@{t}" for t in TASKS} <= ran and "prepare" not in ran
+    report = (root / "reports/report.md").read_text()
+    assert report.count("_Protocol `paper_code`") >= 5  # above every table
+    with np.load(root / "out/cs_r50_n0/csgm.npz") as csgm:
+        assert csgm["z_all"].shape[1] == 1  # a single CSGM start
+    assert len((root / "out/cs_r50_n0/ia_loss.tsv").read_text().splitlines()) == 1 + 500  # IA 500 steps for FFT
