@@ -10,8 +10,9 @@ Naive: one image (and one restart) at a time, fp32, plain torch.optim.Adam, one 
 generator as published (the DCGAN's first layer as a transposed convolution): what a straightforward
 implementation of paper eqs. 3-4 does. Engine: `run_csgm` / `run_ia` as the pipeline calls them,
 all images in one batch. The generator has random weights (PGGAN) or the packaged ones (DCGAN), so nothing is
-downloaded. Prints ms per image-step, seconds per image for the paper protocol (1800 x restarts CSGM steps +
-300 IA steps), the speed-up over naive and the peak memory, and writes the same table as JSON.
+downloaded. Prints ms per image-step (median of interleaved rounds), seconds per image for the paper protocol
+(1800 x restarts CSGM steps + 300 IA steps), the speed-up over naive and the peak memory, and writes the same
+table, with every round, as JSON.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import json
 import math
 import platform
 import resource
+import statistics
 import time
 
 import torch
@@ -103,18 +105,21 @@ def peak_memory_gib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def measure(label: str, device: torch.device, csgm_fn, ia_fn, n: int, args) -> dict:
-    """Per image-step times of CSGM and IA (after one warm-up call each) and the paper-protocol total."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    csgm_fn(3), ia_fn(2)  # warm-up (and compilation, when compiling)
+def time_steps(device: torch.device, csgm_fn, ia_fn, n: int, args) -> tuple[float, float]:
+    """ms per image-step of CSGM and of IA, one timed call each."""
     csgm_ms = 1000 * timed(lambda: csgm_fn(args.csgm_steps), device) / (args.csgm_steps * n * args.restarts)
     ia_ms = 1000 * timed(lambda: ia_fn(args.ia_steps), device) / (args.ia_steps * n)
+    return csgm_ms, ia_ms
+
+
+def summarise(label: str, times: list[tuple[float, float]], device: torch.device, args) -> dict:
+    """Median over rounds of the per image-step times, and the paper-protocol seconds per image."""
+    csgm_ms = statistics.median(t[0] for t in times)
+    ia_ms = statistics.median(t[1] for t in times)
     per_image = (csgm_ms * PAPER_CSGM * args.restarts + ia_ms * PAPER_IA) / 1000
-    row = {"config": label, "csgm_ms_per_image_step": round(csgm_ms, 3), "ia_ms_per_image_step": round(ia_ms, 3),
-           "seconds_per_image": round(per_image, 2), "peak_memory_gib": round(peak_memory_gib(device), 2)}
-    print(row, flush=True)
-    return row
+    return {"config": label, "csgm_ms_per_image_step": round(csgm_ms, 3), "ia_ms_per_image_step": round(ia_ms, 3),
+            "seconds_per_image": round(per_image, 2), "rounds": [[round(a, 3), round(b, 3)] for a, b in times],
+            "peak_memory_gib": round(peak_memory_gib(device), 2)}
 
 
 def profile_steps(label: str, fn, device: torch.device) -> None:
@@ -143,6 +148,7 @@ def main() -> None:
     parser.add_argument("--restarts", type=int, default=1)
     parser.add_argument("--csgm-steps", type=int, default=100)
     parser.add_argument("--ia-steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds (interleaved); medians are reported")
     parser.add_argument("--precision", default="fp32", help="comma-separated engine precisions: fp32,tf32,bf16")
     parser.add_argument("--ia-batching", default=None, help="copies or vmap (default: the engine's choice)")
     parser.add_argument("--compile", action="store_true", help="also time the engine under torch.compile")
@@ -162,14 +168,10 @@ def main() -> None:
     print(f"device: {name}; generator {args.generator} ({sum(p.numel() for p in net.parameters()) / 1e6:.2f}M "
           f"parameters, {net.resolution}px); {n} images, {args.restarts} restart(s); torch {torch.__version__}")
 
-    configure("fp32")
-    naive = measure("naive per-image loop, fp32", device,
-                    lambda s: [naive_csgm(net, op, y, s) for _ in range(args.restarts)],
-                    lambda s: naive_ia(net, op, y, s), n, args)
-    rows = [naive]
+    configs = [("naive per-image loop, fp32", "fp32",
+                lambda s: [naive_csgm(net, op, y, s) for _ in range(args.restarts)], lambda s: naive_ia(net, op, y, s))]
     precisions = args.precision.split(",")
     for precision, compiled in [(p, False) for p in precisions] + [(p, True) for p in precisions if args.compile]:
-        configure(precision)
         kw = dict(precision=precision, compile=compiled)
 
         def csgm_fn(steps, kw=kw):
@@ -178,12 +180,30 @@ def main() -> None:
         def ia_fn(steps, kw=kw):
             run_ia(net, op, y, z0, iters=steps, lr_z=1e-4, lr_g=1e-3, mode=ia_mode, label="ia", **kw)
 
-        label = f"engine, {precision}, IA {ia_mode}" + (", compiled" if compiled else "")
-        rows.append(measure(label, device, csgm_fn, ia_fn, n, args))
-        if args.profile:
+        configs.append((f"engine, {precision}, IA {ia_mode}" + (", compiled" if compiled else ""), precision, csgm_fn, ia_fn))
+    times: dict[str, list] = {label: [] for label, *_ in configs}
+    peaks: dict[str, float] = {}
+    for label, precision, csgm_fn, ia_fn in configs:  # warm-up (and compilation, when compiling)
+        configure(precision)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        csgm_fn(3), ia_fn(2)
+        peaks[label] = peak_memory_gib(device)
+    for round_no in range(args.rounds):  # configurations interleaved, so that a drifting machine biases none
+        for label, precision, csgm_fn, ia_fn in configs:
+            configure(precision)
+            times[label].append(time_steps(device, csgm_fn, ia_fn, n, args))
+            print(f"round {round_no + 1}/{args.rounds} {label}: CSGM {times[label][-1][0]:.3f}, "
+                  f"IA {times[label][-1][1]:.3f} ms/image-step", flush=True)
+    rows = [summarise(label, times[label], device, args) | {"peak_memory_gib": round(peaks[label], 2)}
+            for label, *_ in configs]
+    if args.profile:
+        for label, precision, csgm_fn, ia_fn in configs[1:]:
+            configure(precision)
             profile_steps(f"{label}: CSGM, 5 steps", lambda: csgm_fn(5), device)
             profile_steps(f"{label}: IA, 3 steps", lambda: ia_fn(3), device)
     configure("fp32")
+    naive = rows[0]
     for row in rows:
         row["speedup_vs_naive"] = round(naive["seconds_per_image"] / row["seconds_per_image"], 2)
     print(f"\n| configuration | CSGM ms/image-step | IA ms/image-step | s/image ({PAPER_CSGM}x{args.restarts} + "
