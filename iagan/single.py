@@ -9,11 +9,12 @@ import torch
 from PIL import Image
 
 from iagan.data import read_rgb, square_resize
+from iagan.engine import Engine
+from iagan.evaluate import scores as image_scores
 from iagan.io import atomic_path, save_json, stable_seed
-from iagan.metrics import lpips_distance, psnr
 from iagan.operators import TaskSpec, build_operator
-from iagan.engine import resolve_device
 from iagan.pipeline import check_iters, generator_from, observe, regularisation
+from iagan.protocol import Protocol
 from iagan.reconstruct.bp import back_project
 from iagan.reconstruct.csgm import run_csgm
 from iagan.reconstruct.ia import run_ia
@@ -27,18 +28,20 @@ def save_png(path: Path, x: torch.Tensor) -> None:
 
 def reconstruct_one(params: dict, image: Path, entry: dict, out: Path) -> dict:
     spec = TaskSpec.from_params("cli", entry, cs_mask=params.get("cs", {}).get("mask", "uniform"))
-    device = resolve_device(params["engine"]["device"])
-    generator = generator_from(params, device)
+    engine, protocol = Engine.from_params(params), Protocol.from_params(params)
+    generator = generator_from(params, engine.device)
     truth = torch.from_numpy(square_resize(read_rgb(Path(image)), generator.resolution))[None]
     seed = int(params["seed"])
     op = build_operator(spec, generator.resolution, stable_seed(seed, "mask", "cli"))
-    y = observe(op, truth, float(spec.noise), [stable_seed(seed, "noise", "cli", image.stem)])
+    y = observe(op, truth, float(spec.noise), [stable_seed(seed, "noise", "cli", image.stem)], protocol)
     eps = regularisation(float(params["bp"]["eps"]), float(spec.noise))
     c, i = params["csgm"], params["ia"]
     cs = run_csgm(generator, op, y.float(), [image.stem], iters=check_iters("csgm", c["iters"]), lr=float(c["lr"]),
-                  restarts=int(c["restarts"]), seed=seed)
-    ia = run_ia(generator, op, y.float(), cs.z, iters=check_iters("ia", i["iters"]), lr_z=float(i["lr_z"]),
-                lr_g=float(i["lr_g"]))
+                  restarts=protocol.restarts(int(c["restarts"])), seed=seed, precision=engine.precision,
+                  compile=engine.compile)
+    ia = run_ia(generator, op, y.float(), cs.z, iters=protocol.ia_iters(check_iters("ia", i["iters"]), spec.operator),
+                lr_z=float(i["lr_z"]), lr_g=float(i["lr_g"]), precision=engine.precision, mode=engine.ia_mode,
+                compile=engine.compile)
     outputs = {"original": truth, "naive": op.naive(y, eps).float(), "csgm": cs.x,
                "csgm_bp": back_project(op, cs.x, y, eps).float(), "ia": ia.x,
                "ia_bp": back_project(op, ia.x, y, eps).float()}
@@ -46,6 +49,7 @@ def reconstruct_one(params: dict, image: Path, entry: dict, out: Path) -> dict:
     for name, x in outputs.items():
         save_png(Path(out) / f"{name}.png", x[0])
         if name != "original":
-            scores[name] = {"psnr": round(float(psnr(x, truth)[0]), 4), "lpips": round(float(lpips_distance(x, truth)[0]), 5)}
+            p, d = image_scores(x, truth, protocol)
+            scores[name] = {"psnr": round(float(p[0]), 4), "lpips": round(float(d[0]), 5)}
     save_json(Path(out) / "metrics.json", scores)
     return scores

@@ -45,22 +45,17 @@ def trainable_names(generator) -> list[str]:
 
 
 class Copies:
-    """One deep copy of the generator per image."""
+    """One deep copy of the generator per image; render(z) concatenates their outputs."""
 
     def __init__(self, generator, n: int, precision: str) -> None:
         self.base, self.precision = generator, precision
         self.names = trainable_names(generator)
         self.copies = [copy.deepcopy(generator).eval() for _ in range(n)]
         self.params = [dict(g.named_parameters()) for g in self.copies]
-        self.weights = [p[name] for p in self.params for name in self.names]
+        self.weights = [p[name].requires_grad_(True) for p in self.params for name in self.names]
 
-    def losses_backward(self, op: Operator, z: list[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
-        losses = measurement_loss(op, to_unit_range(self.render(z)), y)
-        losses.sum().backward()
-        return losses.detach()
-
-    def render(self, z: list[torch.Tensor]) -> torch.Tensor:
-        return torch.cat([generate(g, z_i, self.precision) for g, z_i in zip(self.copies, z)])
+    def render(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.cat([generate(g, z[i : i + 1], self.precision) for i, g in enumerate(self.copies)])
 
     def deltas(self) -> dict[str, torch.Tensor]:
         base = dict(self.base.named_parameters())
@@ -85,21 +80,12 @@ class Stacked:
         mapped = vmap(one)
         self._forward = torch.compile(mapped, mode=compile if isinstance(compile, str) else None) if compile else mapped
 
-    def _generate(self, z: list[torch.Tensor]) -> torch.Tensor:
-        latent = torch.stack(z).squeeze(1)
+    def render(self, z: torch.Tensor) -> torch.Tensor:
         if self.precision != "bf16":
-            return generate(lambda lat: self._forward(self.stacked, lat), latent, self.precision)
+            return generate(lambda latent: self._forward(self.stacked, latent), z, self.precision)
         # autocast does not reach batch_norm under vmap: cast the fp32 master weights to bf16 explicitly instead
         half = {k: w.to(torch.bfloat16) for k, w in self.stacked.items()}
-        return self._forward(half, latent.to(torch.bfloat16)).float()
-
-    def losses_backward(self, op: Operator, z: list[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
-        losses = measurement_loss(op, to_unit_range(self._generate(z)), y)
-        losses.sum().backward()
-        return losses.detach()
-
-    def render(self, z: list[torch.Tensor]) -> torch.Tensor:
-        return self._generate(z)
+        return self._forward(half, z.to(torch.bfloat16)).float()
 
     def deltas(self) -> dict[str, torch.Tensor]:
         base = dict(self.base.named_parameters())
@@ -113,20 +99,19 @@ def run_ia(generator, op: Operator, y: torch.Tensor, z0: torch.Tensor, *, iters:
     n = y.shape[0]
     device = next(generator.parameters()).device
     y = y.to(device)
-    z = [z0[i : i + 1].clone().to(device).requires_grad_(True) for i in range(n)]  # one leaf per image
+    z = z0.clone().to(device).requires_grad_(True)
     weights = Copies(generator, n, precision) if mode == "copies" else Stacked(generator, n, precision, compile)
-    for w in weights.weights:
-        w.requires_grad_(True)
-    opt_g, opt_z = adam(weights.weights, lr_g), adam(z, lr_z)
+    opt_g, opt_z = adam(weights.weights, lr_g), adam([z], lr_z)
     trace = torch.zeros(iters, device=device)  # filled on the device: no host sync inside the loop
     for step in step_progress(iters, n, label):
         opt_g.zero_grad(set_to_none=True)
         opt_z.zero_grad(set_to_none=True)
-        losses = weights.losses_backward(op, z, y)
+        losses = measurement_loss(op, to_unit_range(weights.render(z)), y)
+        losses.sum().backward()
         opt_g.step()
         opt_z.step()
-        trace[step] = losses.mean()
+        trace[step] = losses.detach().mean()
     with torch.no_grad():
         x = to_unit_range(weights.render(z))
         deltas = weights.deltas()
-    return IAResult(torch.cat(z).detach().cpu(), x.cpu(), deltas, trace.cpu().double().numpy())
+    return IAResult(z.detach().cpu(), x.cpu(), deltas, trace.cpu().double().numpy())

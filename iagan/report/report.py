@@ -93,7 +93,7 @@ def table7_section(frame: pd.DataFrame, paper: pd.DataFrame, protocol_line: str)
             "Groups come from `data.groups` (a CSV `image,group`; an image may be in several groups) or, for the "
             "builtin data, `real` and `in_range`; `all` is every image. The paper's setting is sr x16, noise 0 "
             f"(here `{task}`).", "", protocol_line, group_table(frame, paper, task, "lpips"),
-            group_table(frame, paper, task, "psnr").replace("Table 7:", "Table 7 (PSNR, ours only):"),
+            group_table(frame, paper, task, "psnr"),
             f"**Figure 4**: LPIPS by image group for `{task}`, 95% CI error bars where a group has 2 images or more.", "",
             "![groups](figures/groups.png)", "", "Mean PSNR per group for every task:", "",
             group_means_all_tasks(frame, "psnr")]

@@ -125,16 +125,20 @@ def group_table(frame: pd.DataFrame, paper: pd.DataFrame, task: str, metric: str
     first = part.iloc[0]
     methods = [m for m in METHOD_TITLES if m in set(part.method.astype(str)) and m != "naive"]
     title, _ = METRICS[metric]
-    lines = [f"**Table 7: {title} by image group, `{task}`**; the paper's group value in parentheses where the group "
-             "exists there (`all` = the paper's General).", "",
+    with_paper = bool(((paper.table == 7) & (paper.metric == metric)).any())  # the paper's Table 7 is LPIPS only
+    note = ("the paper's group value in parentheses where the group exists there (`all` = the paper's General)."
+            if with_paper else "ours only (the paper's Table 7 has no such column).")
+    lines = [f"**Table 7: {title} by image group, `{task}`**; {note}", "",
              "| group | n | " + " | ".join(METHOD_TITLES[m] for m in methods) + " |", "|---|---|" + "---|" * len(methods)]
     for group, rows in part.groupby("group", sort=False):
         n = int((rows.method == methods[0]).sum())
         cells = []
         for m in methods:
-            mean, ci = mean_ci(rows[rows.method == m][metric])
-            theirs = paper_value(paper, 7, first.paper_setting, first.noise, m, metric, PAPER_GROUPS.get(group, group))
-            cells.append(f"{fmt(mean, ci, digits(metric), n)} ({paper_cell(theirs, metric)})")
+            ours = fmt(*mean_ci(rows[rows.method == m][metric]), digits(metric), n)
+            if with_paper:
+                theirs = paper_value(paper, 7, first.paper_setting, first.noise, m, metric, PAPER_GROUPS.get(group, group))
+                ours += f" ({paper_cell(theirs, metric)})"
+            cells.append(ours)
         lines.append(f"| {group} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
