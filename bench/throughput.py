@@ -3,16 +3,21 @@
 A measurement script, not a test (nothing here asserts a speed):
 
     python bench/throughput.py                                  # dcgan-digiface-64 on CPU, 4 images
-    python bench/throughput.py --generator pggan-iagan-1024 --images 8 --precision fp32,bf16 --compile
-    python bench/throughput.py --profile                        # also: where an engine step spends its time
+    python bench/throughput.py --configs fp32,bf16 --profile    # also: where an engine step spends its time
+    python bench/throughput.py --generator pggan-iagan-1024 --images 16 --configs fp32,tf32,bf16,bf16+compile
 
 Naive: one image (and one restart) at a time, fp32, plain torch.optim.Adam, one generator copy for IA, and the
-generator as published (the DCGAN's first layer as a transposed convolution): what a straightforward
-implementation of paper eqs. 3-4 does. Engine: `run_csgm` / `run_ia` as the pipeline calls them,
-all images in one batch. The generator has random weights (PGGAN) or the packaged ones (DCGAN), so nothing is
-downloaded. Prints ms per image-step (median of interleaved rounds), seconds per image for the paper protocol
-(1800 x restarts CSGM steps + 300 IA steps), the speed-up over naive and the peak memory, and writes the same
-table, with every round, as JSON.
+generator as published (the DCGAN's first layer as a transposed convolution, the PGGAN's nearest upsampling
+followed by a 3x3 convolution): what a straightforward implementation of paper eqs. 3-4 does; it is timed on
+`--naive-images` images (its time per image does not depend on how many). Engine: `run_csgm` / `run_ia` as the
+pipeline calls them, the images in chunks sized from free GPU memory (halved on out-of-memory). A config is
+a precision with optional `+` modifiers: `compile` or `compile=MODE` (torch.compile; `reduce-overhead` adds CUDA
+graphs), `copies` or `vmap` (IA batching), `unfused` (PGGAN upsampling as published). The generator has random
+weights (PGGAN) or the packaged ones (DCGAN), so nothing is downloaded. Each stage runs s and 2s steps: the
+difference gives ms per image-step, the rest the fixed cost per call (set-up, copies of results to the host).
+Prints both (medians of interleaved rounds), seconds per image for the paper protocol (fixed costs + 1800 x
+restarts CSGM steps + 300 IA steps), the speed-up over naive and the peak memory, and writes the same table, with every round, as JSON (rewritten after
+every round, so an interrupted run keeps what it measured). A config that fails is reported and left out.
 """
 
 from __future__ import annotations
@@ -28,10 +33,13 @@ import time
 
 import torch
 
+from iagan.engine import Engine
+from iagan.engine.chunks import plan_chunks, run_halving
 from iagan.engine.precision import configure
+from iagan.engine.runner import chunk_size
 from iagan.generators import load_generator, to_unit_range
 from iagan.generators.dcgan import DCGANGenerator
-from iagan.generators.pggan import TheanoPGGAN
+from iagan.generators.pggan import TheanoPGGAN, set_fused_upsample
 from iagan.operators import TaskSpec, build_operator
 from iagan.reconstruct.csgm import measurement_loss, run_csgm
 from iagan.reconstruct.ia import run_ia
@@ -67,8 +75,11 @@ def timed(fn, device: torch.device) -> float:
 
 
 def published(net):
-    """The generator's forward as published: DCGAN's nn.Sequential alone (no matrix-product first layer)."""
-    return net.main if isinstance(net, DCGANGenerator) else net
+    """The generator's forward as published: DCGAN's nn.Sequential alone (no matrix-product first layer), a PGGAN
+    copy with nearest upsampling and 3x3 convolution as two steps (no fused transposed convolution)."""
+    if isinstance(net, DCGANGenerator):
+        return net.main
+    return set_fused_upsample(copy.deepcopy(net), False)
 
 
 def naive_csgm(net, op, y, steps: int) -> None:
@@ -86,12 +97,11 @@ def naive_csgm(net, op, y, steps: int) -> None:
 def naive_ia(net, op, y, steps: int) -> None:
     """Paper eq. 4, one image and one generator copy at a time."""
     for i in range(y.shape[0]):
-        g = copy.deepcopy(net)
-        for p in g.parameters():
+        forward = published(copy.deepcopy(net))
+        for p in forward.parameters():
             p.requires_grad_(True)
-        forward = published(g)
         z = torch.randn(1, *net.latent_shape, device=y.device, requires_grad=True)
-        opt_g, opt_z = torch.optim.Adam(g.parameters(), lr=1e-3), torch.optim.Adam([z], lr=1e-4)
+        opt_g, opt_z = torch.optim.Adam(forward.parameters(), lr=1e-3), torch.optim.Adam([z], lr=1e-4)
         for _ in range(steps):
             opt_g.zero_grad(), opt_z.zero_grad()
             measurement_loss(op, to_unit_range(forward(z)), y[i : i + 1]).sum().backward()
@@ -105,25 +115,18 @@ def peak_memory_gib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def time_steps(device: torch.device, csgm_fn, ia_fn, n: int, args) -> tuple[float, float]:
-    """ms per image-step of CSGM and of IA, one timed call each."""
-    csgm_ms = 1000 * timed(lambda: csgm_fn(args.csgm_steps), device) / (args.csgm_steps * n * args.restarts)
-    ia_ms = 1000 * timed(lambda: ia_fn(args.ia_steps), device) / (args.ia_steps * n)
-    return csgm_ms, ia_ms
-
-
-def summarise(label: str, times: list[tuple[float, float]], device: torch.device, args) -> dict:
-    """Median over rounds of the per image-step times, and the paper-protocol seconds per image."""
-    csgm_ms = statistics.median(t[0] for t in times)
-    ia_ms = statistics.median(t[1] for t in times)
-    per_image = (csgm_ms * PAPER_CSGM * args.restarts + ia_ms * PAPER_IA) / 1000
-    return {"config": label, "csgm_ms_per_image_step": round(csgm_ms, 3), "ia_ms_per_image_step": round(ia_ms, 3),
-            "seconds_per_image": round(per_image, 2), "rounds": [[round(a, 3), round(b, 3)] for a, b in times],
-            "peak_memory_gib": round(peak_memory_gib(device), 2)}
+def summarise(label: str, times: list[dict], restarts: int) -> dict:
+    """Medians over rounds: ms per image-step, the fixed seconds per call, and the paper-protocol seconds per image
+    (fixed costs of one call of each stage for the images timed, plus 1800 x restarts + 300 steps)."""
+    med = {k: statistics.median(t[k] for t in times) for k in times[0]}
+    per_image = (med["csgm_ms"] * PAPER_CSGM * restarts + med["ia_ms"] * PAPER_IA) / 1000 + med["fixed_s_per_image"]
+    return {"config": label, "csgm_ms_per_image_step": round(med["csgm_ms"], 3), "ia_ms_per_image_step": round(med["ia_ms"], 3),
+            "fixed_s_per_image": round(med["fixed_s_per_image"], 3), "seconds_per_image": round(per_image, 2),
+            "rounds": [{k: round(v, 4) for k, v in t.items()} for t in times]}
 
 
 def profile_steps(label: str, fn, device: torch.device) -> None:
-    """The five operators that take the most time in a few engine steps (torch.profiler)."""
+    """The ten operators that take the most time in a few engine steps (torch.profiler)."""
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
@@ -132,7 +135,7 @@ def profile_steps(label: str, fn, device: torch.device) -> None:
         sync(device)
     key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     print(f"\nwhere the time goes: {label}")
-    print(prof.key_averages().table(sort_by=key, row_limit=5))
+    print(prof.key_averages().table(sort_by=key, row_limit=10))
 
 
 def device_name(device: torch.device) -> str:
@@ -141,80 +144,140 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+class Config:
+    """One timed configuration: `spec` is `naive` or PRECISION[+compile[=MODE]][+copies|+vmap][+unfused]."""
+
+    def __init__(self, spec: str, net, op, y: torch.Tensor, args) -> None:
+        self.spec, self.restarts, self.device = spec, args.restarts, y.device
+        if spec == "naive":
+            self.label, self.precision, self.n = "naive per-image loop, fp32", "fp32", min(args.naive_images, y.shape[0])
+            y = y[: self.n]
+            self.csgm = lambda steps: [naive_csgm(net, op, y, steps) for _ in range(args.restarts)]
+            self.ia = lambda steps: naive_ia(net, op, y, steps)
+            return
+        precision, *mods = spec.split("+")
+        compile_: bool | str = False
+        mode = "vmap" if self.device.type == "cuda" else "copies"
+        for mod in mods:
+            if mod.startswith("compile"):
+                compile_ = mod.partition("=")[2] or True
+            elif mod in ("copies", "vmap"):
+                mode = mod
+            elif mod == "unfused" and not isinstance(net, DCGANGenerator):
+                net = published(net)
+            else:
+                raise SystemExit(f"unknown config modifier '{mod}' in '{spec}' (compile, compile=MODE, copies, vmap, unfused)")
+        self.label = f"engine, {precision}, IA {mode}" + "".join(f", {m}" for m in mods if m not in ("copies", "vmap"))
+        self.precision, self.n = precision, y.shape[0]
+        engine = Engine(device=self.device, precision=precision, compile=compile_, max_chunk=args.max_chunk, ia_batching=mode)
+        ids = [f"image{i}" for i in range(self.n)]
+        z0 = torch.randn(self.n, *net.latent_shape, generator=torch.Generator().manual_seed(1))
+        csgm_kw = dict(lr=0.1, restarts=args.restarts, seed=0, precision=precision)
+        ia_kw = dict(lr_z=1e-4, lr_g=1e-3, mode=mode, precision=precision)
+
+        def csgm(images: range, steps: int, compiled=compile_):
+            return run_csgm(net, op, y[images.start : images.stop], ids[images.start : images.stop], iters=steps,
+                            label="csgm", compile=compiled, **csgm_kw)
+
+        def ia(images: range, steps: int, compiled=compile_):
+            r = run_ia(net, op, y[images.start : images.stop], z0[images.start : images.stop], iters=steps,
+                       label="ia", compile=compiled, **ia_kw)
+            return {k: v.to(torch.float16).cpu() for k, v in r.weight_deltas.items()}  # as the ia stage stores them
+
+        configure(precision)  # the probes below run eagerly, as in the pipeline
+        self.chunks = {"csgm": chunk_size(engine, self.n, lambda: csgm(range(1), 1, False)),
+                       "ia": chunk_size(engine, self.n, lambda: ia(range(1), 1, False))}
+        self.csgm = lambda steps: [run_halving(c, lambda part: csgm(part, steps)) for c in plan_chunks(self.n, self.chunks["csgm"])]
+        self.ia = lambda steps: [run_halving(c, lambda part: ia(part, steps)) for c in plan_chunks(self.n, self.chunks["ia"])]
+
+    def time(self, args) -> dict[str, float]:
+        """Each stage timed for s and 2s steps: the difference is the cost of s steps alone (ms per image-step), the
+        rest the fixed cost of a call (copies, set-up, results to the host), which a short run would smear over its
+        few steps."""
+        configure(self.precision)
+        out = {"fixed_s_per_image": 0.0}
+        for stage, steps, fn in [("csgm", args.csgm_steps, self.csgm), ("ia", args.ia_steps, self.ia)]:
+            short, long = timed(lambda: fn(steps), self.device), timed(lambda: fn(2 * steps), self.device)
+            per_step = (long - short) / steps
+            out[f"{stage}_ms"] = 1000 * per_step / (self.n * (self.restarts if stage == "csgm" else 1))
+            out["fixed_s_per_image"] += max(0.0, short - steps * per_step) / self.n
+        return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generator", default="dcgan-digiface-64", choices=["dcgan-digiface-64", "pggan-iagan-1024"])
-    parser.add_argument("--images", type=int, default=4, help="images per batch (the default grid has 4)")
+    parser.add_argument("--images", type=int, default=4, help="images per engine run (the default grid has 4)")
+    parser.add_argument("--naive-images", type=int, default=4, help="images the naive loop runs (at most --images)")
     parser.add_argument("--restarts", type=int, default=1)
-    parser.add_argument("--csgm-steps", type=int, default=100)
-    parser.add_argument("--ia-steps", type=int, default=20)
+    parser.add_argument("--csgm-steps", type=int, default=50, help="s: each stage runs s and 2s steps per round")
+    parser.add_argument("--ia-steps", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (interleaved); medians are reported")
-    parser.add_argument("--precision", default="fp32", help="comma-separated engine precisions: fp32,tf32,bf16")
-    parser.add_argument("--ia-batching", default=None, help="copies or vmap (default: the engine's choice)")
-    parser.add_argument("--compile", action="store_true", help="also time the engine under torch.compile")
-    parser.add_argument("--profile", action="store_true", help="print the top operators of engine steps")
+    parser.add_argument("--configs", default="fp32", help="comma-separated engine configs, e.g. fp32,tf32,bf16+compile")
+    parser.add_argument("--max-chunk", type=int, default=None, help="engine.max_chunk (default: what memory allows)")
+    parser.add_argument("--profile", action="store_true", help="print the top operators of the fastest config's steps")
     parser.add_argument("--out", default="throughput.json")
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     net = load_generator("dcgan-digiface-64").to(device) if args.generator.startswith("dcgan") else random_pggan(device)
     op = build_operator(TaskSpec("bench", "sr_bicubic", scale=4 if net.resolution == 64 else 16), net.resolution)
-    n = args.images
-    y = op.A(torch.rand(n, 3, net.resolution, net.resolution, generator=torch.Generator().manual_seed(0))).to(device)
-    ids = [f"image{i}" for i in range(n)]
-    z0 = torch.randn(n, *net.latent_shape, generator=torch.Generator().manual_seed(1))
-    ia_mode = args.ia_batching or ("vmap" if device.type == "cuda" else "copies")
+    y = op.A(torch.rand(args.images, 3, net.resolution, net.resolution, generator=torch.Generator().manual_seed(0))).to(device)
     name = device_name(device)
     print(f"device: {name}; generator {args.generator} ({sum(p.numel() for p in net.parameters()) / 1e6:.2f}M "
-          f"parameters, {net.resolution}px); {n} images, {args.restarts} restart(s); torch {torch.__version__}")
+          f"parameters, {net.resolution}px); {args.images} images ({min(args.naive_images, args.images)} for naive), "
+          f"{args.restarts} restart(s); torch {torch.__version__}", flush=True)
 
-    configs = [("naive per-image loop, fp32", "fp32",
-                lambda s: [naive_csgm(net, op, y, s) for _ in range(args.restarts)], lambda s: naive_ia(net, op, y, s))]
-    precisions = args.precision.split(",")
-    for precision, compiled in [(p, False) for p in precisions] + [(p, True) for p in precisions if args.compile]:
-        kw = dict(precision=precision, compile=compiled)
+    configs, peaks, failed = [], {}, {}
+    for spec in ["naive", *args.configs.split(",")]:  # set-up, warm-up (and compilation, when compiling)
+        try:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            config = Config(spec, net, op, y, args)
+            configure(config.precision)
+            config.csgm(3), config.ia(2)
+            peaks[config.label] = peak_memory_gib(device)
+            configs.append(config)
+            print(f"ready: {config.label}" + (f" (chunks: {config.chunks})" if spec != "naive" else ""), flush=True)
+        except Exception as exc:  # noqa: BLE001 - a config that cannot run is reported, the others still are
+            if spec == "naive":
+                raise
+            failed[spec] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            print(f"FAILED {spec}: {failed[spec]}", flush=True)
+    times: dict[str, list] = {c.label: [] for c in configs}
 
-        def csgm_fn(steps, kw=kw):
-            run_csgm(net, op, y, ids, iters=steps, lr=0.1, restarts=args.restarts, seed=0, label="csgm", **kw)
+    def table() -> list[dict]:
+        rows = [summarise(c.label, times[c.label], args.restarts) | {"peak_memory_gib": round(peaks[c.label], 2)}
+                | ({"chunks": c.chunks} if c.spec != "naive" else {}) for c in configs if times[c.label]]
+        for row in rows:
+            row["speedup_vs_naive"] = round(rows[0]["seconds_per_image"] / row["seconds_per_image"], 2)
+        with open(args.out, "w") as fh:
+            json.dump({"device": name, "generator": args.generator, "images": args.images,
+                       "naive_images": configs[0].n, "restarts": args.restarts, "csgm_steps": args.csgm_steps,
+                       "ia_steps": args.ia_steps, "torch": torch.__version__, "rows": rows, "failed": failed}, fh, indent=2)
+        return rows
 
-        def ia_fn(steps, kw=kw):
-            run_ia(net, op, y, z0, iters=steps, lr_z=1e-4, lr_g=1e-3, mode=ia_mode, label="ia", **kw)
-
-        configs.append((f"engine, {precision}, IA {ia_mode}" + (", compiled" if compiled else ""), precision, csgm_fn, ia_fn))
-    times: dict[str, list] = {label: [] for label, *_ in configs}
-    peaks: dict[str, float] = {}
-    for label, precision, csgm_fn, ia_fn in configs:  # warm-up (and compilation, when compiling)
-        configure(precision)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        csgm_fn(3), ia_fn(2)
-        peaks[label] = peak_memory_gib(device)
     for round_no in range(args.rounds):  # configurations interleaved, so that a drifting machine biases none
-        for label, precision, csgm_fn, ia_fn in configs:
-            configure(precision)
-            times[label].append(time_steps(device, csgm_fn, ia_fn, n, args))
-            print(f"round {round_no + 1}/{args.rounds} {label}: CSGM {times[label][-1][0]:.3f}, "
-                  f"IA {times[label][-1][1]:.3f} ms/image-step", flush=True)
-    rows = [summarise(label, times[label], device, args) | {"peak_memory_gib": round(peaks[label], 2)}
-            for label, *_ in configs]
-    if args.profile:
-        for label, precision, csgm_fn, ia_fn in configs[1:]:
-            configure(precision)
-            profile_steps(f"{label}: CSGM, 5 steps", lambda: csgm_fn(5), device)
-            profile_steps(f"{label}: IA, 3 steps", lambda: ia_fn(3), device)
-    configure("fp32")
-    naive = rows[0]
-    for row in rows:
-        row["speedup_vs_naive"] = round(naive["seconds_per_image"] / row["seconds_per_image"], 2)
-    print(f"\n| configuration | CSGM ms/image-step | IA ms/image-step | s/image ({PAPER_CSGM}x{args.restarts} + "
-          f"{PAPER_IA} steps) | x naive | peak GiB |\n|---|---|---|---|---|---|")
+        for config in configs:
+            times[config.label].append(config.time(args))
+            t = times[config.label][-1]
+            print(f"round {round_no + 1}/{args.rounds} {config.label}: CSGM {t['csgm_ms']:.3f}, IA {t['ia_ms']:.3f} "
+                  f"ms/image-step, fixed {t['fixed_s_per_image']:.3f} s/image", flush=True)
+        rows = table()
+    print(f"\n| configuration | CSGM ms/image-step | IA ms/image-step | fixed s/image | s/image ({PAPER_CSGM}x"
+          f"{args.restarts} + {PAPER_IA} steps) | x naive | peak GiB |\n|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['config']} | {r['csgm_ms_per_image_step']} | {r['ia_ms_per_image_step']} | "
+        print(f"| {r['config']} | {r['csgm_ms_per_image_step']} | {r['ia_ms_per_image_step']} | {r['fixed_s_per_image']} | "
               f"{r['seconds_per_image']} | {r['speedup_vs_naive']} | {r['peak_memory_gib']} |")
-    with open(args.out, "w") as fh:
-        json.dump({"device": name, "generator": args.generator, "images": n, "restarts": args.restarts,
-                   "torch": torch.__version__, "rows": rows}, fh, indent=2)
-    print(f"\nwrote {args.out}")
+    for spec, error in failed.items():
+        print(f"| {spec} | failed: {error} | | | | | |")
+    print(f"\nwrote {args.out}", flush=True)
+    if args.profile and len(configs) > 1:
+        best = min(configs[1:], key=lambda c: next(r["seconds_per_image"] for r in rows if r["config"] == c.label))
+        configure(best.precision)
+        profile_steps(f"{best.label}: CSGM, 5 steps", lambda: best.csgm(5), device)
+        profile_steps(f"{best.label}: IA, 3 steps", lambda: best.ia(3), device)
+    configure("fp32")
 
 
 if __name__ == "__main__":

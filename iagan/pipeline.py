@@ -162,6 +162,11 @@ def load_observation(task: str) -> tuple[TaskSpec, Operator, torch.Tensor]:
 
 
 # ---------------------------------------------------------------- csgm / ia
+# The memory probe (one image, one step; see iagan.engine.runner.chunk_size) runs eagerly: compiling it would cost a
+# compilation for a batch of one that the stage never uses again. It overestimates a compiled step's memory, so safe.
+PROBE = {"iters": 1, "compile": False}
+
+
 def csgm(params: dict, task: str) -> None:
     cfg = params["csgm"]
     iters = check_iters("csgm", cfg["iters"])
@@ -183,7 +188,7 @@ def csgm(params: dict, task: str) -> None:
             return {"z_all": r.z_all.numpy(), "loss_all": r.loss_all.numpy(), "z": r.z.numpy(), "x": r.x.numpy(),
                     "trace_sum": r.trace * len(images)}
 
-        probe = lambda: run_csgm(generator, op, y[:1], ids[:1], label="probe", **{**settings, "iters": 1})
+        probe = lambda: run_csgm(generator, op, y[:1], ids[:1], label="probe", **{**settings, **PROBE})
         store = ChunkStore(task, "csgm", fingerprint({"params": params, "task": task, "stage": "csgm"},
                                                      [task_dir(task) / "observation.npz", PREPARED / "images.npz"]))
 
@@ -211,10 +216,10 @@ def ia(params: dict, task: str) -> None:
         def work(images: range) -> dict[str, np.ndarray]:
             r = run_ia(generator, op, y[images.start : images.stop], z0[images.start : images.stop],
                        label=f"ia {task} images {images.start}-{images.stop - 1}", **settings)
-            deltas = {f"delta/{k}": v.to(torch.float16).numpy() for k, v in r.weight_deltas.items()}
+            deltas = {f"delta/{k}": v.to(torch.float16).cpu().numpy() for k, v in r.weight_deltas.items()}  # half the bytes to copy
             return {"z": r.z.numpy(), "x": r.x.numpy(), "trace_sum": r.trace * len(images), **deltas}
 
-        probe = lambda: run_ia(generator, op, y[:1], z0[:1], label="probe", **{**settings, "iters": 1})
+        probe = lambda: run_ia(generator, op, y[:1], z0[:1], label="probe", **{**settings, **PROBE})
         store = ChunkStore(task, "ia", fingerprint({"params": params, "task": task, "stage": "ia"},
                                                    [task_dir(task) / "observation.npz", task_dir(task) / "csgm.npz"]))
 

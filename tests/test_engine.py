@@ -78,11 +78,23 @@ def test_bf16_keeps_fp32_weights_and_still_fits(generator, mode):
 
 def test_engine_settings_are_checked():
     assert Engine.from_params({"engine": {"device": "cpu", "precision": "bf16"}}).precision == "bf16"
+    assert Engine.from_params({"engine": {"device": "cpu", "precision": "auto"}}).precision == "fp32"  # exact on CPU
+    assert Engine.from_params({"engine": {"device": "cpu"}}).precision == "fp32"
     assert Engine.from_params({"engine": {"device": "cpu"}}).ia_mode == "copies"
     for bad, word in [({"precision": "fp16"}, "precision"), ({"max_chunk": 0}, "max_chunk"),
                       ({"ia_batching": "grouped"}, "ia_batching"), ({"threads": 2}, "unknown")]:
         with pytest.raises(UserError, match=word):
             Engine.from_params({"engine": {"device": "cpu", **bad}})
+
+
+def test_precision_switches():
+    """fp32 is exact and repeatable (no TF32, no cuDNN autotuning); tf32 and bf16 are the fast settings."""
+    from iagan.engine.precision import configure
+
+    for precision, tf32, autotune in [("tf32", True, True), ("bf16", False, True), ("fp32", False, False)]:
+        configure(precision)
+        assert torch.backends.cuda.matmul.allow_tf32 == tf32 and torch.backends.cudnn.allow_tf32 == tf32
+        assert torch.backends.cudnn.benchmark == autotune
 
 
 def test_chunk_size_from_free_memory():

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from iagan.errors import UserError
 from iagan.generators import load_generator
 from iagan.generators.checkpoints import load_pggan, safe_load
+from iagan.generators.pggan import set_fused_upsample, upsample_conv2d
 
 CHANNELS = [32, 16, 8]  # 4 -> 8 -> 16 px; small enough for CPU
 
@@ -151,6 +152,34 @@ def write_zoo(path, zoo_config_class, module_infix=True, alpha=0.0, seed=0, chan
 
 
 # ---------------------------------------------------------------- tests
+@pytest.mark.parametrize("size", [(1, 1), (4, 4), (3, 5)])
+def test_fused_upsample_conv_is_upsample_then_conv(size):
+    """The 4x4 stride-2 transposed-convolution form equals nearest x2 + 3x3 conv (padding 1), borders included."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 5, *size, generator=g, dtype=torch.float64)
+    w = torch.randn(6, 5, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, generator=g, dtype=torch.float64)
+    assert torch.allclose(upsample_conv2d(x, w, b), F.conv2d(up(x), w, b, padding=1), rtol=0, atol=1e-12)
+    grads = [torch.autograd.grad(f(x, w, b).pow(2).sum(), w)[0]
+             for f in (upsample_conv2d, lambda x, w, b: F.conv2d(up(x), w, b, padding=1))]
+    assert torch.allclose(*grads, rtol=0, atol=1e-10)  # IA trains w through the fused kernel
+
+
+def test_every_layout_switches_between_fused_and_published_upsampling(tmp_path, zoo_config_class):
+    torch.save(theano_state(CHANNELS, torch.Generator().manual_seed(0)), tmp_path / "t.pth")
+    torch.save(genforce_state(CHANNELS, torch.Generator().manual_seed(1)), tmp_path / "g.pth")
+    write_zoo(tmp_path / "z.pth", zoo_config_class)
+    for name in ("t.pth", "g.pth", "z.pth"):
+        net = load_pggan("auto", tmp_path / name)
+        z = torch.randn(2, *net.latent_shape, generator=torch.Generator().manual_seed(2))
+        with torch.no_grad():
+            fused = net(z)
+            published = set_fused_upsample(net, False)(z)
+        flags = [m.fused_upsample for m in net.modules() if hasattr(m, "fused_upsample")]
+        assert flags and not any(flags), name
+        assert torch.allclose(fused, published, atol=1e-5) and not torch.equal(fused, published), name
+
+
 def test_theano_layout_loads_and_matches_a_hand_computed_forward(tmp_path):
     state = theano_state(CHANNELS, torch.Generator().manual_seed(0))
     torch.save(state, tmp_path / "snapshot.pth")

@@ -45,6 +45,7 @@ class Engine:
 
     @classmethod
     def from_params(cls, params: dict) -> "Engine":
+        """engine.* from params.yaml; `precision: auto` is fp32 on CPU (exact, repeatable) and bf16 on CUDA."""
         cfg = dict(params.get("engine") or {})
         known = {"device", "precision", "compile", "max_chunk", "ia_batching", "launch"}
         unknown = set(cfg) - known
@@ -52,6 +53,8 @@ class Engine:
             raise UserError(f"unknown engine setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
         cfg.pop("launch", None)  # used by dvc.yaml's stage command only
         device = resolve_device(str(cfg.pop("device", "auto")))
+        if cfg.get("precision", "auto") == "auto":
+            cfg["precision"] = "bf16" if device.type == "cuda" else "fp32"
         return cls(device=device, **cfg)
 
     @property

@@ -33,6 +33,35 @@ def upsample2(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
+def upsample_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """conv2d(upsample2(x), weight, bias, padding=1) for a 3x3 weight, computed as one stride-2 transposed
+    convolution with a 4x4 kernel: the same sums (exact up to rounding), 4/9 of the multiply-adds, and the 4x
+    larger upsampled input is never stored. This is the fused `upscale2d_conv2d` of Karras et al.'s PGGAN and
+    StyleGAN code. Along each axis an output pixel 2i (2i+1) sees x[i-1] with w0 and x[i] with w1 + w2 (x[i] with
+    w0 + w1 and x[i+1] with w2), i.e. the transposed-convolution kernel is [w2, w1 + w2, w0 + w1, w0]."""
+    def fold(w: torch.Tensor, axis: int) -> torch.Tensor:
+        w0, w1, w2 = w.unbind(axis)
+        return torch.stack([w2, w1 + w2, w0 + w1, w0], dim=axis)
+
+    kernel = fold(fold(weight, -2), -1)  # (C_out, C_in, 4, 4)
+    return F.conv_transpose2d(x, kernel.transpose(0, 1), bias, stride=2, padding=1)
+
+
+def upsample_then_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, fused: bool) -> torch.Tensor:
+    """Nearest x2 upsampling followed by a 3x3 convolution (padding 1): fused (`upsample_conv2d`) or as written."""
+    if fused:
+        return upsample_conv2d(x, weight, bias)
+    return F.conv2d(upsample2(x), weight, bias, padding=1)
+
+
+def set_fused_upsample(net: nn.Module, fused: bool) -> nn.Module:
+    """Switch every upsampling layer of a PGGAN between the fused form (default) and the published two steps."""
+    for module in net.modules():
+        if hasattr(module, "fused_upsample"):
+            module.fused_upsample = fused
+    return net
+
+
 def as_image_latent(z: torch.Tensor) -> torch.Tensor:
     return z.view(z.shape[0], -1, 1, 1)
 
@@ -58,10 +87,13 @@ class WScale(nn.Module):
         self.b = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale + self.b.view(1, -1, 1, 1)
+        # in x's dtype: under bf16 autocast the fp32 parameters would otherwise turn every activation back to fp32
+        return x * self.scale.to(x.dtype) + self.b.to(x.dtype).view(1, -1, 1, 1)
 
 
 class TheanoBlock(nn.Module):
+    fused_upsample = True  # see set_fused_upsample
+
     def __init__(self, c_in: int, c_out: int, kernel: int, padding: int, upsample: bool, activate: bool = True) -> None:
         super().__init__()
         self.upsample = upsample
@@ -72,8 +104,10 @@ class TheanoBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = pixel_norm(x)
         if self.upsample:
-            x = upsample2(x)
-        x = self.wscale(self.conv(x))
+            x = upsample_then_conv(x, self.conv.weight, None, self.fused_upsample)
+        else:
+            x = self.conv(x)
+        x = self.wscale(x)
         return F.leaky_relu(x, LRELU) if self.activate else x
 
 
@@ -126,6 +160,7 @@ class ZooPGGAN(_PGGAN):
         )
         self.toRGBLayers = nn.ModuleList(zoo_conv(c, 3, 1) for c in channels)
         self.alpha = float(alpha)
+        self.fused_upsample = True  # see set_fused_upsample
         self.latent_dim = latent_dim
         self.resolution = 4 * 2 ** (len(channels) - 1)
 
@@ -138,8 +173,8 @@ class ZooPGGAN(_PGGAN):
         for i, (conv_a, conv_b) in enumerate(self.scaleLayers):
             if self.alpha > 0 and i == len(self.scaleLayers) - 1:
                 faded = upsample2(self.toRGBLayers[-2](x))
-            x = upsample2(x)
-            x = pixel_norm(F.leaky_relu(conv_a(x), LRELU))
+            x = upsample_then_conv(x, conv_a.module.weight, conv_a.module.bias, self.fused_upsample) * conv_a.gain
+            x = pixel_norm(F.leaky_relu(x, LRELU))
             x = pixel_norm(F.leaky_relu(conv_b(x), LRELU))
         x = self.toRGBLayers[-1](x)
         return x if faded is None else self.alpha * faded + (1 - self.alpha) * x
@@ -147,6 +182,8 @@ class ZooPGGAN(_PGGAN):
 
 # --------------------------------------------------------------------------- genforce (sefa / interfacegan)
 class GenforceBlock(nn.Module):
+    fused_upsample = True  # see set_fused_upsample
+
     def __init__(self, c_in: int, c_out: int, kernel: int, padding: int, upsample: bool, gain: float, activate: bool) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(c_out, c_in, kernel, kernel))
@@ -157,8 +194,9 @@ class GenforceBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = pixel_norm(x)
         if self.upsample:
-            x = upsample2(x)
-        x = F.conv2d(x, self.weight * self.wscale, self.bias, padding=self.padding)
+            x = upsample_then_conv(x, self.weight * self.wscale, self.bias, self.fused_upsample)
+        else:
+            x = F.conv2d(x, self.weight * self.wscale, self.bias, padding=self.padding)
         return F.leaky_relu(x, LRELU) if self.activate else x
 
 

@@ -30,7 +30,7 @@ from iagan.reconstruct.csgm import measurement_loss
 class IAResult:
     z: torch.Tensor  # (N, *latent)
     x: torch.Tensor  # (N, 3, H, W) in [0, 1], from the adapted weights and latent after the last step
-    weight_deltas: dict[str, torch.Tensor]  # name -> (N, *shape): adapted minus pretrained (adapted weights only)
+    weight_deltas: dict[str, torch.Tensor]  # name -> (N, *shape): adapted minus pretrained, on the generator's device
     trace: np.ndarray  # (iters,) mean measurement loss per step
 
 
@@ -59,7 +59,7 @@ class Copies:
 
     def deltas(self) -> dict[str, torch.Tensor]:
         base = dict(self.base.named_parameters())
-        return {name: torch.stack([p[name] - base[name] for p in self.params]).cpu() for name in self.names}
+        return {name: torch.stack([p[name] - base[name] for p in self.params]) for name in self.names}
 
 
 class Stacked:
@@ -89,7 +89,7 @@ class Stacked:
 
     def deltas(self) -> dict[str, torch.Tensor]:
         base = dict(self.base.named_parameters())
-        return {k: (w - base[k]).detach().cpu() for k, w in self.stacked.items()}
+        return {k: (w - base[k]).detach() for k, w in self.stacked.items()}
 
 
 def run_ia(generator, op: Operator, y: torch.Tensor, z0: torch.Tensor, *, iters: int, lr_z: float, lr_g: float,
