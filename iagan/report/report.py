@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from iagan.engine import Engine
 from iagan.io import load_npz, save_text
 from iagan.metrics import mean_ci
 from iagan.pipeline import METHODS, load_observation, load_prepared, task_dir
@@ -43,9 +44,9 @@ def timing_text(summary_seconds: dict, params: dict, device: str) -> str:
     per_stage = pd.DataFrame(summary_seconds).T.mean()
     total = float(per_stage.sum())
     parts = ", ".join(f"{k} {v:.2f} s" for k, v in per_stage.items())
-    engine = params.get("engine", {})
+    precision = Engine.from_params(params).precision  # `auto` resolved as the stages resolved it on this machine
     return (f"Seconds per image per task, mean over tasks: {parts}; total {total:.2f} s per image and task "
-            f"({device}, precision {engine.get('precision', 'fp32')}, {params['csgm']['iters']} CSGM + "
+            f"({device}, precision {precision}, {params['csgm']['iters']} CSGM + "
             f"{params['ia']['iters']} IA steps at {params['generator']['name']}). The replication paper reports about "
             "55 s per image at 1024x1024 on a Colab GPU.\n")
 
