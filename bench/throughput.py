@@ -16,8 +16,9 @@ graphs), `copies` or `vmap` (IA batching), `unfused` (PGGAN upsampling as publis
 weights (PGGAN) or the packaged ones (DCGAN), so nothing is downloaded. Each stage runs s and 2s steps: the
 difference gives ms per image-step, the rest the fixed cost per call (set-up, copies of results to the host).
 Prints both (medians of interleaved rounds), seconds per image for the paper protocol (fixed costs + 1800 x
-restarts CSGM steps + 300 IA steps), the speed-up over naive and the peak memory, and writes the same table, with every round, as JSON (rewritten after
-every round, so an interrupted run keeps what it measured). A config that fails is reported and left out.
+restarts CSGM steps + 300 IA steps), the speed-up over naive and the peak memory, and writes the same table,
+with every round, as JSON (rewritten after every round, so an interrupted run keeps what it measured). A config
+that fails is reported and left out.
 """
 
 from __future__ import annotations
