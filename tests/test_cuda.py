@@ -28,7 +28,7 @@ def exact_fp32():
 
 
 def random_dcgan() -> DCGANGenerator:
-    """Random weights scaled so that activations keep about unit variance (images are not flat)."""
+    """Random weights, scaled so that the images are neither flat nor saturated (gradients reach every latent)."""
     torch.manual_seed(0)
     net = DCGANGenerator()
     for p in net.parameters():
