@@ -164,7 +164,9 @@ class Config:
                 compile_ = mod.partition("=")[2] or True
             elif mod in ("copies", "vmap"):
                 mode = mod
-            elif mod == "unfused" and not isinstance(net, DCGANGenerator):
+            elif mod == "unfused":
+                if isinstance(net, DCGANGenerator):
+                    raise SystemExit(f"'{spec}': +unfused applies to PGGAN generators only (the DCGAN has no upsampling)")
                 net = published(net)
             else:
                 raise SystemExit(f"unknown config modifier '{mod}' in '{spec}' (compile, compile=MODE, copies, vmap, unfused)")
