@@ -185,7 +185,7 @@ class Config:
         def ia(images: range, steps: int, compiled=compile_):
             r = run_ia(net, op, y[images.start : images.stop], z0[images.start : images.stop], iters=steps,
                        label="ia", compile=compiled, **ia_kw)
-            return {k: v.to(torch.float16).cpu() for k, v in r.weight_deltas.items()}  # as the ia stage stores them
+            return r.stored_deltas()  # copied to the host as the ia stage does
 
         configure(precision)  # the probes below run eagerly, as in the pipeline
         self.chunks = {"csgm": chunk_size(engine, self.n, lambda: csgm(range(1), 1, False)),

@@ -216,7 +216,7 @@ def ia(params: dict, task: str) -> None:
         def work(images: range) -> dict[str, np.ndarray]:
             r = run_ia(generator, op, y[images.start : images.stop], z0[images.start : images.stop],
                        label=f"ia {task} images {images.start}-{images.stop - 1}", **settings)
-            deltas = {f"delta/{k}": v.to(torch.float16).cpu().numpy() for k, v in r.weight_deltas.items()}  # half the bytes to copy
+            deltas = {f"delta/{k}": v for k, v in r.stored_deltas().items()}
             return {"z": r.z.numpy(), "x": r.x.numpy(), "trace_sum": r.trace * len(images), **deltas}
 
         probe = lambda: run_ia(generator, op, y[:1], z0[:1], label="probe", **{**settings, **PROBE})

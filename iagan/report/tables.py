@@ -94,15 +94,14 @@ def trend_notes(frame: pd.DataFrame, paper: pd.DataFrame, operator: str, metric:
     table_no = table_number(operator, metric)
     part = frame[frame.operator == operator]
     means = part.groupby(["task", "method"], observed=True, sort=False)[metric].mean().unstack()
-    keys = part.drop_duplicates("task").set_index("task")[["paper_setting", "noise"]]
+    paper_rows = sorted(set(part[["paper_setting", "noise"]].itertuples(index=False, name=None)))
     notes = []
     for claim, good, bad in TRENDS:
         if not {good, bad} <= set(means.columns):
             continue
         ours = [better(means.loc[t, good], means.loc[t, bad], metric) for t in means.index]
-        rows = {(s, n) for s, n in keys.itertuples(index=False)}
         theirs = []
-        for s, n in sorted(rows):
+        for s, n in paper_rows:
             g, b = (paper_value(paper, table_no, s, n, m, metric) for m in (good, bad))
             if g is not None and b is not None:
                 theirs.append(better(g[0], b[0], metric))
