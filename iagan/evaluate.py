@@ -7,7 +7,7 @@ import pandas as pd
 import torch
 
 from iagan.io import atomic_path, load_npz, save_json, save_text
-from iagan.metrics import lpips_distance, mean_ci, psnr, psnr_torchmetrics_010
+from iagan.metrics import mean_ci
 from iagan.pipeline import METHODS, load_observation, load_prepared, read_seconds, task_dir
 from iagan.progress import progress
 from iagan.protocol import Protocol
@@ -23,32 +23,36 @@ def reconstructions(task: str) -> dict[str, torch.Tensor]:
             "ia": files["ia"]["x"], "ia_bp": files["bp"]["ia_bp"]}
 
 
+def ia_stop_steps(task: str, n: int) -> list[int | None]:
+    """Per image, the IA step at which noise-aware stopping stopped it; None where it ran every step or no
+    stopping rule applied (ia.npz has `stop_step` only when one did)."""
+    stops = load_npz(task_dir(task) / "ia.npz").get("stop_step")
+    return [None] * n if stops is None else [None if s < 0 else int(s) for s in stops]
+
+
 def stage_seconds(task: str) -> dict[str, float]:
     return {stage: read_seconds(task, stage) for stage in ("csgm", "ia", "bp")}
-
-
-def scores(x: torch.Tensor, truth: torch.Tensor, protocol: Protocol) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image PSNR and LPIPS under the protocol (see iagan/protocol.py)."""
-    if protocol.paper_code:
-        return psnr_torchmetrics_010(x, truth), lpips_distance(x, truth, unscaled=True)
-    return psnr(x, truth), lpips_distance(x, truth)
 
 
 def evaluate_task(task: str, images: dict, protocol: Protocol = Protocol()) -> pd.DataFrame:
     spec, _, _ = load_observation(task)
     truth = images["pixels"]
     seconds = stage_seconds(task)
+    stops = ia_stop_steps(task, len(images["ids"]))
     rows = []
     for method, x in reconstructions(task).items():
         x = torch.from_numpy(np.asarray(x, dtype=np.float32))
-        p, d = scores(x, truth, protocol)
+        p, d = protocol.scores(x, truth)
         cost = sum(seconds[s] for s in METHOD_STAGES[method])
         for i, image in enumerate(images["ids"]):
             rows.append(dict(image=image, group=images["groups"][i], task=task, operator=spec.operator,
                              setting=spec.setting, paper_setting=spec.paper or spec.setting, scale=spec.scale,
                              ratio=spec.ratio, kernel=spec.kernel, noise=float(spec.noise), method=method,
-                             psnr=float(p[i]), lpips=float(d[i]), seconds=cost))
-    return pd.DataFrame(rows)
+                             psnr=float(p[i]), lpips=float(d[i]), seconds=cost,
+                             ia_stop_step=stops[i] if method in ("ia", "ia_bp") else None))
+    frame = pd.DataFrame(rows)
+    frame["ia_stop_step"] = frame["ia_stop_step"].astype("Int64")
+    return frame
 
 
 def summarize(frame: pd.DataFrame, seconds: dict[str, dict[str, float]]) -> dict:

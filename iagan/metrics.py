@@ -107,7 +107,8 @@ def lpips_distance(x: torch.Tensor, ref: torch.Tensor, batch: int = 16, unscaled
 
     `unscaled=True` feeds the [0, 1] images as they are, unclipped: the replication code's bug (protocol paper_code).
     """
-    model = lpips_model()
+    model = lpips_model(str(x.device))
+    ref = ref.to(x.device)
     scale = (lambda t: t.float()) if unscaled else (lambda t: t.float().clamp(0, 1) * 2 - 1)
     out = []
     with torch.no_grad():

@@ -34,7 +34,8 @@ from iagan.operators import Operator, TaskSpec, build_operator
 from iagan.protocol import Protocol
 from iagan.reconstruct.bp import back_project
 from iagan.reconstruct.csgm import run_csgm
-from iagan.reconstruct.ia import run_ia
+from iagan.quality import QualityTrack, quality_steps, write_quality
+from iagan.reconstruct.ia import discrepancy_level, run_ia, weight_scales
 
 PREPARED = Path("data/prepared")
 OUT = Path("out")
@@ -61,6 +62,31 @@ def check_iters(section: str, iters: int) -> int:
     if int(iters) != iters or iters < 0:
         raise UserError(f"{section}.iters must be a whole number >= 0, got {iters}")
     return int(iters)
+
+
+LR_G_SCALINGS = ("none", "rms")
+
+
+def ia_settings(params: dict, protocol: Protocol, spec: TaskSpec, generator) -> dict:
+    """run_ia's keyword arguments from `ia.*` for one task: steps, learning rates, the per-tensor step scales
+    (`ia.lr_g_scaling`) and the discrepancy level (`ia.stop_tau`); paper_code keeps the paper's IA."""
+    cfg = params["ia"]
+    scaling = protocol.lr_g_scaling(cfg.get("lr_g_scaling", "none"))
+    if scaling not in LR_G_SCALINGS:
+        raise UserError(f"ia.lr_g_scaling must be one of {', '.join(LR_G_SCALINGS)}, got '{scaling}'")
+    tau = protocol.stop_tau(cfg.get("stop_tau"))
+    if tau is not None and not (isinstance(tau, (int, float)) and 0 < tau < float("inf")):
+        raise UserError(f"ia.stop_tau must be a number > 0, or null to never stop early, got {tau}")
+    return dict(iters=protocol.ia_iters(check_iters("ia", cfg["iters"]), spec.operator), lr_z=float(cfg["lr_z"]),
+                lr_g=float(cfg["lr_g"]), scales=weight_scales(generator) if scaling == "rms" else None,
+                stop_loss=discrepancy_level(tau, float(spec.noise)))
+
+
+def quality_every(params: dict) -> int:
+    every = params["ia"].get("quality_every", 0)
+    if every is None or int(every) != every or every < 0:
+        raise UserError(f"ia.quality_every must be a whole number >= 0 (0: off), got {every}")
+    return int(every)
 
 
 def seconds_path(task: str, stage: str) -> Path:
@@ -167,18 +193,21 @@ def load_observation(task: str) -> tuple[TaskSpec, Operator, torch.Tensor]:
 PROBE = {"iters": 1, "compile": False}
 
 
-def csgm(params: dict, task: str) -> None:
+def csgm_settings(params: dict, protocol: Protocol) -> dict:
+    """run_csgm's keyword arguments from `csgm.*` and `seed`."""
     cfg = params["csgm"]
-    iters = check_iters("csgm", cfg["iters"])
-    restarts = Protocol.from_params(params).restarts(int(cfg["restarts"]))
+    restarts = protocol.restarts(int(cfg["restarts"]))
     if restarts < 1:
         raise UserError(f"csgm.restarts must be >= 1, got {restarts}")
+    return dict(iters=check_iters("csgm", cfg["iters"]), lr=float(cfg["lr"]), restarts=restarts, seed=int(params["seed"]))
+
+
+def csgm(params: dict, task: str) -> None:
     engine = Engine.from_params(params)
     _, op, y = load_observation(task)
     y = y.float()
     ids = load_prepared()["ids"]
-    settings = dict(iters=iters, lr=float(cfg["lr"]), restarts=restarts, seed=int(params["seed"]),
-                    precision=engine.precision, compile=engine.compile)
+    settings = dict(csgm_settings(params, Protocol.from_params(params)), precision=engine.precision, compile=engine.compile)
     with engine_session(engine):
         generator = generator_from(params, engine.device)
 
@@ -203,34 +232,50 @@ def csgm(params: dict, task: str) -> None:
 def ia(params: dict, task: str) -> None:
     cfg = params["ia"]
     spec, op, y = load_observation(task)
-    iters = Protocol.from_params(params).ia_iters(check_iters("ia", cfg["iters"]), spec.operator)
+    protocol = Protocol.from_params(params)
     engine = Engine.from_params(params)
+    every = quality_every(params)
     y = y.float()
     z0 = torch.from_numpy(load_npz(task_dir(task) / "csgm.npz")["z"])
-    ids = load_prepared()["ids"]
-    settings = dict(iters=iters, lr_z=float(cfg["lr_z"]), lr_g=float(cfg["lr_g"]), precision=engine.precision,
-                    mode=engine.ia_mode, compile=engine.compile)
+    prepared = load_prepared()
+    ids, truth = prepared["ids"], prepared["pixels"]
     with engine_session(engine):
         generator = generator_from(params, engine.device, bool(cfg.get("train_wscale", True)))
+        settings = dict(ia_settings(params, protocol, spec, generator), precision=engine.precision,
+                        mode=engine.ia_mode, compile=engine.compile)
 
         def work(images: range) -> dict[str, np.ndarray]:
+            quality = QualityTrack(truth[images.start : images.stop], protocol)
             r = run_ia(generator, op, y[images.start : images.stop], z0[images.start : images.stop],
+                       monitor=quality, monitor_every=every,
                        label=f"ia {task} images {images.start}-{images.stop - 1}", **settings)
             deltas = {f"delta/{k}": v for k, v in r.stored_deltas().items()}
-            return {"z": r.z.numpy(), "x": r.x.numpy(), "trace_sum": r.trace * len(images), **deltas}
+            return {"z": r.z.numpy(), "x": r.x.numpy(), "steps": r.steps, "trace_sum": r.trace * len(images),
+                    **quality.arrays(), **deltas}
 
-        probe = lambda: run_ia(generator, op, y[:1], z0[:1], label="probe", **{**settings, **PROBE})
+        # the probe must take a whole step (backward and update included), so it never stops early
+        probe = lambda: run_ia(generator, op, y[:1], z0[:1], label="probe", **{**settings, **PROBE, "stop_loss": None})
         store = ChunkStore(task, "ia", fingerprint({"params": params, "task": task, "stage": "ia"},
                                                    [task_dir(task) / "observation.npz", task_dir(task) / "csgm.npz"]))
 
         def write(result: dict[str, np.ndarray], seconds: float) -> None:
-            save_npz(task_dir(task) / "ia.npz", z=result["z"], x=result["x"])
+            stops = {} if settings["stop_loss"] is None else {"stop_step": stop_steps(result["steps"], settings["iters"])}
+            save_npz(task_dir(task) / "ia.npz", z=result["z"], x=result["x"], **stops)
             write_seconds(task, "ia", seconds)
             write_trace(task_dir(task) / "ia_loss.tsv", result["trace"])
+            write_quality(task_dir(task) / "ia_quality.tsv", quality_steps(settings["iters"], every),
+                          result["quality_psnr"], result["quality_lpips"])
             deltas = {k.removeprefix("delta/"): torch.from_numpy(v) for k, v in result.items() if k.startswith("delta/")}
             save_weight_deltas(task_dir(task) / "ia_weights.safetensors", deltas, ids, bool(cfg["save_weights"]))
 
         run_stage(engine, store, len(ids), work, probe, write)
+
+
+def stop_steps(steps: np.ndarray, iters: int) -> np.ndarray:
+    """ia.npz `stop_step`: the step at which the discrepancy principle stopped each image, -1 where it ran all
+    `iters` steps. Written only when the rule was in force (noisy y, ia.stop_tau set, standard protocol), so the
+    paper's IA writes the same file as before the rule existed."""
+    return np.where(steps < iters, steps, -1).astype(np.int64)
 
 
 def save_weight_deltas(path: Path, deltas: dict[str, torch.Tensor], ids: list[str], keep: bool) -> None:

@@ -10,10 +10,9 @@ from PIL import Image
 
 from iagan.data import read_rgb, square_resize
 from iagan.engine import Engine
-from iagan.evaluate import scores as image_scores
 from iagan.io import atomic_path, save_json, stable_seed
 from iagan.operators import TaskSpec, build_operator
-from iagan.pipeline import check_iters, generator_from, observe, regularisation
+from iagan.pipeline import csgm_settings, generator_from, ia_settings, observe, regularisation
 from iagan.protocol import Protocol
 from iagan.reconstruct.bp import back_project
 from iagan.reconstruct.csgm import run_csgm
@@ -35,13 +34,10 @@ def reconstruct_one(params: dict, image: Path, entry: dict, out: Path) -> dict:
     op = build_operator(spec, generator.resolution, stable_seed(seed, "mask", "cli"))
     y = observe(op, truth, float(spec.noise), [stable_seed(seed, "noise", "cli", image.stem)], protocol)
     eps = regularisation(float(params["bp"]["eps"]), float(spec.noise))
-    c, i = params["csgm"], params["ia"]
-    cs = run_csgm(generator, op, y.float(), [image.stem], iters=check_iters("csgm", c["iters"]), lr=float(c["lr"]),
-                  restarts=protocol.restarts(int(c["restarts"])), seed=seed, precision=engine.precision,
-                  compile=engine.compile)
-    ia = run_ia(generator, op, y.float(), cs.z, iters=protocol.ia_iters(check_iters("ia", i["iters"]), spec.operator),
-                lr_z=float(i["lr_z"]), lr_g=float(i["lr_g"]), precision=engine.precision, mode=engine.ia_mode,
-                compile=engine.compile)
+    cs = run_csgm(generator, op, y.float(), [image.stem], precision=engine.precision, compile=engine.compile,
+                  **csgm_settings(params, protocol))
+    ia = run_ia(generator, op, y.float(), cs.z, precision=engine.precision, mode=engine.ia_mode, compile=engine.compile,
+                **ia_settings(params, protocol, spec, generator))
     outputs = {"original": truth, "naive": op.naive(y, eps).float(), "csgm": cs.x,
                "csgm_bp": back_project(op, cs.x, y, eps).float(), "ia": ia.x,
                "ia_bp": back_project(op, ia.x, y, eps).float()}
@@ -49,7 +45,7 @@ def reconstruct_one(params: dict, image: Path, entry: dict, out: Path) -> dict:
     for name, x in outputs.items():
         save_png(Path(out) / f"{name}.png", x[0])
         if name != "original":
-            p, d = image_scores(x, truth, protocol)
+            p, d = protocol.scores(x, truth)
             scores[name] = {"psnr": round(float(p[0]), 4), "lpips": round(float(d[0]), 5)}
     save_json(Path(out) / "metrics.json", scores)
     return scores

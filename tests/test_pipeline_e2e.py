@@ -45,7 +45,7 @@ def project(tmp_path_factory):
         (shutil.copytree if src.is_dir() else shutil.copy)(src, root / item)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["csgm"].update(iters=3, restarts=2)
-    params["ia"]["iters"] = 2
+    params["ia"].update(iters=2, quality_every=1)
     params["data"]["in_range"] = 1
     params["report"]["figure_rows"] = 2
     params["tasks"] = TASKS
@@ -87,6 +87,29 @@ def test_repro_runs_every_stage_and_writes_report_parquet_and_json(project):
     assert abs(float(means[means.label == "sr_x2_n10 ia_bp"].psnr.iloc[0]) - part.psnr.mean()) < 1e-3
     manifest = (root / "data/prepared/manifest.csv").read_text().splitlines()
     assert manifest[0] == "image,source,group,sha256" and len(manifest) == 4
+
+
+def test_ia_quality_trajectory_and_stop_steps_are_recorded(project):
+    root, _ = project
+    frame = pd.read_parquet(root / "metrics/per_image.parquet")
+    for task in TASKS:
+        curve = pd.read_csv(root / f"out/{task}/ia_quality.tsv", sep="\t")
+        assert list(curve.step) == [0, 1, 2]  # every step (ia.quality_every 1) and the last
+        ia = frame[(frame.task == task) & (frame.method == "ia")]
+        assert curve.psnr.iloc[-1] == pytest.approx(ia.psnr.mean(), abs=1e-4)  # the final point is the final result
+        assert curve.lpips.iloc[-1] == pytest.approx(ia.lpips.mean(), abs=1e-5)
+        csgm = frame[(frame.task == task) & (frame.method == "csgm")]
+        assert curve.psnr.iloc[0] == pytest.approx(csgm.psnr.mean(), abs=1e-3)  # IA starts from CSGM's output
+    with np.load(root / "out/sr_x2_n10/ia.npz") as noisy, np.load(root / "out/cs_r50_n0/ia.npz") as clean:
+        assert noisy["stop_step"].shape == (3,) and "stop_step" not in clean.files  # the rule applies to noisy y only
+        expected = [None if s < 0 else s for s in noisy["stop_step"]]
+    rows = frame[(frame.task == "sr_x2_n10") & (frame.method == "ia")]
+    assert [None if pd.isna(s) else s for s in rows.ia_stop_step] == expected
+    assert frame[frame.task == "cs_r50_n0"].ia_stop_step.isna().all()
+    report = (root / "reports/report.md").read_text()
+    assert "## IA iterations: quality along image adaptation" in report and "| sr_x2_n10 | 10 |" in report
+    assert "x each weight tensor's RMS" in report and "<= 1 x (noise/255)^2" in report
+    assert (root / "reports/figures/ia_quality.png").stat().st_size > 1000
 
 
 def test_rerunning_a_stage_reproduces_its_arrays_bit_for_bit(project):
@@ -188,3 +211,6 @@ def test_paper_code_protocol_reruns_from_degrade_and_is_stated(project):
     with np.load(root / "out/cs_r50_n0/csgm.npz") as csgm:
         assert csgm["z_all"].shape[1] == 1  # a single CSGM start
     assert len((root / "out/cs_r50_n0/ia_loss.tsv").read_text().splitlines()) == 1 + 500  # IA 500 steps for FFT
+    with np.load(root / "out/sr_x2_n10/ia.npz") as ia:  # the paper's IA: no stopping rule, so no stop steps
+        assert ia.files == ["z", "x"]
+    assert "for every weight (the paper's absolute step); no early stopping" in report

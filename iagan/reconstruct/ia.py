@@ -8,12 +8,22 @@ per-image weights (`engine.ia_batching`):
           (the faster way on CPU, measured in bench/throughput.py);
   vmap:   the weights stacked along a leading image axis and the generator mapped over it with torch.func
           (functional_call + vmap), one batched kernel per layer: the fast way on a GPU.
+
+Two options beyond the paper (README "Image adaptation that does not overfit"):
+  scales:    a per-tensor factor on lr_g. `weight_scales` gives each tensor's RMS in the pretrained generator
+             (floored as Adafactor does), so that every Adam step changes a tensor by about lr_g of its own size:
+             on a PGGAN, whose equalised-learning-rate weights are stored at RMS ~1, that is the paper's step.
+  stop_loss: Morozov's discrepancy principle. An image stops adapting at the first step whose measurement error
+             ||A G(z) - y||^2 / m is at most `stop_loss` (tau x sigma^2 for noise of std sigma): from then on its
+             weights and latent are held exactly where they were (Adam's momentum does not carry them on), so
+             the result equals adapting that image alone and stopping it there.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -25,13 +35,18 @@ from iagan.operators import Operator
 from iagan.progress import step_progress
 from iagan.reconstruct.csgm import measurement_loss
 
+RMS_FLOOR = 1e-3  # the smallest scale a tensor gets: Adafactor's eps2 (Shazeer & Stern 2018, parameter scaling)
+
+Monitor = Callable[[int, torch.Tensor], None]  # (steps done, x of every image in [0, 1]) for evaluation only
+
 
 @dataclass
 class IAResult:
     z: torch.Tensor  # (N, *latent)
-    x: torch.Tensor  # (N, 3, H, W) in [0, 1], from the adapted weights and latent after the last step
+    x: torch.Tensor  # (N, 3, H, W) in [0, 1], from each image's adapted weights and latent when it stopped
     weight_deltas: dict[str, torch.Tensor]  # name -> (N, *shape): adapted minus pretrained, on the generator's device
-    trace: np.ndarray  # (iters,) mean measurement loss per step
+    trace: np.ndarray  # (iters,) mean measurement loss per step (a stopped image counts with its final loss)
+    steps: np.ndarray  # (N,) Adam steps each image took: iters, or fewer where the discrepancy principle stopped it
 
     def stored_deltas(self) -> dict[str, np.ndarray]:
         """The weight differences as the ia stage stores them: fp16, cast on the device before the copy to the host
@@ -49,8 +64,29 @@ def trainable_names(generator) -> list[str]:
     return [name for name, _ in generator.named_parameters() if name not in frozen]
 
 
+def weight_scales(generator, floor: float = RMS_FLOOR) -> dict[str, float]:
+    """Every IA-trained tensor's root mean square in the pretrained generator, at least `floor` (tensors that
+    start at zero, such as fresh biases, would otherwise never move)."""
+    params = dict(generator.named_parameters())
+    return {name: max(float(params[name].detach().double().pow(2).mean().sqrt()), floor)
+            for name in trainable_names(generator)}
+
+
+def discrepancy_level(tau: float | None, noise: float) -> float | None:
+    """stop_loss of `run_ia` for noise of std `noise`/255 on the [0, 1] scale: tau x sigma^2, the expected
+    ||A x - y||^2 / m of the true image (Morozov's discrepancy principle); None (no stopping) when y is noiseless."""
+    return None if tau is None or noise <= 0 else float(tau) * (noise / 255.0) ** 2
+
+
+def weight_optimizer(weights, lr_g: float, scales: dict[str, float] | None) -> torch.optim.Adam:
+    """One fused Adam over every image's weights: lr_g for all (the paper), or lr_g x scales[name] per tensor."""
+    if scales is None:
+        return adam(weights.weights, lr_g)
+    return adam([{"params": weights.by_name(name), "lr": lr_g * scales[name]} for name in weights.names], lr_g)
+
+
 class Copies:
-    """One deep copy of the generator per image; render(z) concatenates their outputs."""
+    """One deep copy of the generator per image; render(z, images) concatenates those images' outputs."""
 
     def __init__(self, generator, n: int, precision: str) -> None:
         self.base, self.precision = generator, precision
@@ -59,8 +95,19 @@ class Copies:
         self.params = [dict(g.named_parameters()) for g in self.copies]
         self.weights = [p[name].requires_grad_(True) for p in self.params for name in self.names]
 
-    def render(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.cat([generate(g, z[i : i + 1], self.precision) for i, g in enumerate(self.copies)])
+    def by_name(self, name: str) -> list[torch.Tensor]:
+        return [p[name] for p in self.params]
+
+    def render(self, z: torch.Tensor, images: list[int]) -> torch.Tensor:
+        return torch.cat([generate(self.copies[i], z[i : i + 1], self.precision) for i in images])
+
+    def hold(self, i: int) -> None:
+        """Image i stopped: without a gradient Adam skips its weights, so they stay exactly as they are."""
+        for name in self.names:
+            self.params[i][name].grad = None
+
+    def restore_held(self) -> None:
+        pass  # nothing moved
 
     def deltas(self) -> dict[str, torch.Tensor]:
         base = dict(self.base.named_parameters())
@@ -71,7 +118,7 @@ class Stacked:
     """The trainable weights stacked as (N, *shape); the generator is vmapped over them (torch.func)."""
 
     def __init__(self, generator, n: int, precision: str, compile: bool | str) -> None:
-        self.base, self.precision = generator, precision
+        self.base, self.precision, self.n = generator, precision, n
         self.names = trainable_names(generator)
         own = dict(generator.named_parameters())
         self.stacked = {k: own[k].detach().unsqueeze(0).repeat(n, *[1] * own[k].dim()).requires_grad_(True) for k in self.names}
@@ -80,6 +127,7 @@ class Stacked:
         shared = {**{k: v for k, v in own.items() if k not in self.stacked}, **dict(generator.named_buffers())}
         self.shared = {k: v.to(dtype) if dtype and v.is_floating_point() else v for k, v in shared.items()}
         self.weights = list(self.stacked.values())
+        self.held: dict[int, dict[str, torch.Tensor]] = {}  # stopped image -> its weights when it stopped
 
         def one(weights: dict, z: torch.Tensor) -> torch.Tensor:
             return functional_call(generator, {**weights, **self.shared}, (z.unsqueeze(0),)).squeeze(0)
@@ -87,12 +135,29 @@ class Stacked:
         mapped = vmap(one)
         self._forward = torch.compile(mapped, mode=compile if isinstance(compile, str) else None) if compile else mapped
 
-    def render(self, z: torch.Tensor) -> torch.Tensor:
+    def by_name(self, name: str) -> list[torch.Tensor]:
+        return [self.stacked[name]]
+
+    def render(self, z: torch.Tensor, images: list[int]) -> torch.Tensor:
+        weights = self.stacked
+        if len(images) < self.n:  # some images stopped: map over the others only
+            index = torch.tensor(images, device=z.device)
+            weights, z = {k: w.index_select(0, index) for k, w in weights.items()}, z.index_select(0, index)
         if self.precision != "bf16":
-            return generate(lambda latent: self._forward(self.stacked, latent), z, self.precision)
+            return generate(lambda latent: self._forward(weights, latent), z, self.precision)
         # autocast does not reach batch_norm under vmap: cast the fp32 master weights to bf16 explicitly instead
-        half = {k: w.to(torch.bfloat16) for k, w in self.stacked.items()}
+        half = {k: w.to(torch.bfloat16) for k, w in weights.items()}
         return self._forward(half, z.to(torch.bfloat16)).float()
+
+    def hold(self, i: int) -> None:
+        self.held[i] = {k: w[i].detach().clone() for k, w in self.stacked.items()}
+
+    def restore_held(self) -> None:
+        """Put stopped images' rows back after an Adam step (their momentum would otherwise move them)."""
+        with torch.no_grad():
+            for i, saved in self.held.items():
+                for k, w in self.stacked.items():
+                    w[i].copy_(saved[k])
 
     def deltas(self) -> dict[str, torch.Tensor]:
         base = dict(self.base.named_parameters())
@@ -100,25 +165,72 @@ class Stacked:
 
 
 def run_ia(generator, op: Operator, y: torch.Tensor, z0: torch.Tensor, *, iters: int, lr_z: float, lr_g: float,
-           label: str = "ia", precision: str = "fp32", mode: str = "copies", compile: bool | str = False) -> IAResult:
-    """IA for a batch of images; `mode` copies | vmap (see the module doc), `precision` and `compile` as in
-    `iagan.engine.Engine` (compile applies to vmap only: one compiled graph for all images)."""
+           scales: dict[str, float] | None = None, stop_loss: float | None = None, monitor: Monitor | None = None,
+           monitor_every: int = 0, label: str = "ia", precision: str = "fp32", mode: str = "copies",
+           compile: bool | str = False) -> IAResult:
+    """IA for a batch of images; `scales` and `stop_loss` as in the module doc (None: the paper's IA), `mode`
+    copies | vmap, `precision` and `compile` as in `iagan.engine.Engine` (compile applies to vmap only).
+
+    `monitor(steps, x)` sees every image's current reconstruction after 0, k, 2k, ... steps (k = monitor_every)
+    and after the last; it is for evaluation only and cannot change the result.
+    """
     n = y.shape[0]
     device = next(generator.parameters()).device
     y = y.to(device)
     z = z0.clone().to(device).requires_grad_(True)
     weights = Copies(generator, n, precision) if mode == "copies" else Stacked(generator, n, precision, compile)
-    opt_g, opt_z = adam(weights.weights, lr_g), adam([z], lr_z)
-    trace = torch.zeros(iters, device=device)  # filled on the device: no host sync inside the loop
+    opt_g, opt_z = weight_optimizer(weights, lr_g, scales), adam([z], lr_z)
+    active = list(range(n))  # images still adapting
+    steps = np.full(n, iters, dtype=np.int64)
+    held_z = z.detach().clone()  # stopped images' latents where they stopped
+    last_x: torch.Tensor | None = None  # every image's latest reconstruction (kept when monitoring or stopping)
+    losses_now = torch.zeros(n, device=device)  # every image's latest measurement loss
+    trace = torch.zeros(iters, device=device)  # filled on the device: no host sync inside the loop (unless stopping)
+    due = lambda step: monitor is not None and monitor_every > 0 and step % monitor_every == 0
+    step = -1
     for step in step_progress(iters, n, label):
         opt_g.zero_grad(set_to_none=True)
         opt_z.zero_grad(set_to_none=True)
-        losses = measurement_loss(op, to_unit_range(weights.render(z)), y)
-        losses.sum().backward()
+        x = to_unit_range(weights.render(z, active))
+        losses = measurement_loss(op, x, y[active] if len(active) < n else y)
+        stopping = [] if stop_loss is None else [active[j] for j in torch.nonzero(losses.detach() <= stop_loss).flatten().tolist()]
+        if stopping or due(step) or (stop_loss is not None and last_x is None):
+            last_x = x.detach().clone() if last_x is None else last_x.index_copy(0, torch.tensor(active, device=device), x.detach())
+        if stop_loss is None:
+            trace[step] = losses.detach().mean()
+        else:
+            losses_now[active] = losses.detach()
+            trace[step] = losses_now.mean()
+        if due(step):
+            monitor(step, last_x)
+        keep = [j for j, i in enumerate(active) if i not in stopping]
+        if keep:
+            (losses[keep] if stopping else losses).sum().backward()
+        for i in stopping:  # stop before this step's update: the state that met the discrepancy is the result
+            steps[i] = step
+            weights.hold(i)
+            held_z[i] = z[i].detach()
+        active = [i for i in active if i not in stopping]
+        if not active:
+            trace[step + 1 :] = trace[step]
+            break
         opt_g.step()
         opt_z.step()
-        trace[step] = losses.detach().mean()
+        if len(active) < n:  # hold stopped images' weights and latents where they stopped
+            weights.restore_held()
+            with torch.no_grad():
+                stopped = torch.tensor(sorted(set(range(n)) - set(active)), device=device)
+                z.index_copy_(0, stopped, held_z.index_select(0, stopped))
     with torch.no_grad():
-        x = to_unit_range(weights.render(z))
+        if active:
+            final = to_unit_range(weights.render(z, active))
+            x = final if last_x is None else last_x.index_copy(0, torch.tensor(active, device=device), final)
+        else:
+            x = last_x
+        for later in range(step + 1, iters):  # all images stopped early: their reconstructions no longer change
+            if due(later):
+                monitor(later, x)
+        if monitor is not None and monitor_every > 0:
+            monitor(iters, x)
         deltas = weights.deltas()
-    return IAResult(z.detach().cpu(), x.cpu(), deltas, trace.cpu().double().numpy())
+    return IAResult(z.detach().cpu(), x.cpu(), deltas, trace.cpu().double().numpy(), steps)

@@ -68,3 +68,36 @@ def save_group_bars(path: str | Path, stats: dict[str, dict[str, tuple[float, fl
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+
+
+def save_quality_curves(path: str | Path, curves: dict, stops: dict[str, list[int]]) -> None:
+    """The IA-iterations study: per task, mean PSNR (solid) and LPIPS (dashed, right axis) of the IA output against
+    the IA step, with 95% CI bands; ticks on the x axis mark where noise-aware stopping stopped an image.
+
+    curves: task -> DataFrame with columns step, psnr, psnr_ci95, lpips, lpips_ci95 (iagan.quality).
+    """
+    tasks = list(curves)
+    cols = min(4, len(tasks))
+    rows = -(-len(tasks) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.4 * rows), squeeze=False)
+    for ax, task in zip(axes.flat, tasks):
+        c = curves[task]
+        ax.plot(c.step, c.psnr, color="C0", lw=1.5)
+        ax.fill_between(c.step, c.psnr - c.psnr_ci95.fillna(0), c.psnr + c.psnr_ci95.fillna(0), color="C0", alpha=0.2)
+        ax.set_title(task, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.set_ylabel("PSNR dB", fontsize=7, color="C0")
+        right = ax.twinx()
+        right.plot(c.step, c.lpips, color="C3", lw=1.2, ls="--")
+        right.fill_between(c.step, c.lpips - c.lpips_ci95.fillna(0), c.lpips + c.lpips_ci95.fillna(0), color="C3", alpha=0.12)
+        right.tick_params(labelsize=7)
+        right.set_ylabel("LPIPS", fontsize=7, color="C3")
+        for step in stops.get(task, []):
+            ax.axvline(step, ymin=0, ymax=0.06, color="k", lw=0.8)
+        ax.set_xlabel("IA step", fontsize=7)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)

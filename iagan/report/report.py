@@ -12,11 +12,12 @@ from iagan.engine import Engine
 from iagan.io import load_npz, save_text
 from iagan.metrics import mean_ci
 from iagan.pipeline import METHODS, load_observation, load_prepared, task_dir
-from iagan.report.figures import observation_image, save_grid, save_group_bars
+from iagan.quality import read_quality
+from iagan.report.figures import observation_image, save_grid, save_group_bars, save_quality_curves
 from iagan.protocol import Protocol
 from iagan.report.experiments import load_experiment, paired_test, per_image
-from iagan.report.tables import (FAMILIES, experiments_table, explode_groups, family_table, group_means_all_tasks,
-                                 group_table, load_paper_tables, trend_notes)
+from iagan.report.tables import (FAMILIES, digits, experiments_table, explode_groups, family_table, fmt,
+                                 group_means_all_tasks, group_table, load_paper_tables, trend_notes)
 
 REPORTS = Path("reports")
 
@@ -30,14 +31,26 @@ def protocol_text(params: dict, frame: pd.DataFrame, device: str) -> str:
         f"- {protocol.summary()}",
         f"- Generator: `{params['generator']['name']}`; images: {len(images)} ({', '.join(f'{k}: {v}' for k, v in groups.items())}), "
         f"source `{params['data']['source']}`.",
-        f"- CSGM: Adam lr {c['lr']}, {c['iters']} steps, {protocol.restarts(int(c['restarts']))} restart(s). IA: "
-        f"{i['iters']} steps{' (500 for FFT)' if protocol.paper_code else ''}, lr_z {i['lr_z']}, lr_g {i['lr_g']}. "
-        f"BP: exact A^+ when noiseless; when noisy A^T(AA^T + eps I)^-1 with eps = {params['bp']['eps']} x (noise/255)^2. "
+        f"- CSGM: Adam lr {c['lr']}, {c['iters']} steps, {protocol.restarts(int(c['restarts']))} restart(s). "
+        f"{ia_variant_text(params, protocol)} BP: exact A^+ when noiseless; when noisy A^T(AA^T + eps I)^-1 with eps = {params['bp']['eps']} x (noise/255)^2. "
         "PSNR is capped at 100 dB (exact inversions).",
         "- CS ratio = fraction of FFT coefficients kept (uniform random mask, DC kept, same mask for R, G, B); "
         "blur sigma fixed (1.7 for kernel 9) unless a task sets `sigma: random`.",
         f"- Device: {device}. Means ± Student-t 95% CI half-width over images; n and no CI below 2 images.",
     ]) + "\n"
+
+
+def ia_variant_text(params: dict, protocol: Protocol) -> str:
+    """Which IA ran: its steps, the generator step rule and the stopping rule."""
+    i = params["ia"]
+    scaled = protocol.lr_g_scaling(i.get("lr_g_scaling", "none")) == "rms"
+    tau = protocol.stop_tau(i.get("stop_tau"))
+    step = (f"lr_g {i['lr_g']} x each weight tensor's RMS in the pretrained generator (`ia.lr_g_scaling: rms`)"
+            if scaled else f"lr_g {i['lr_g']} for every weight (the paper's absolute step)")
+    stop = (f"noisy tasks: an image stops adapting once ||A G(z) - y||^2/m <= {tau:g} x (noise/255)^2 (discrepancy "
+            "principle, `ia.stop_tau`)" if tau is not None else "no early stopping")
+    return (f"IA: {i['iters']} steps{' (500 for FFT)' if protocol.paper_code else ''}, lr_z {i['lr_z']}, {step}; "
+            f"{stop}.")
 
 
 def timing_text(summary_seconds: dict, params: dict, device: str) -> str:
@@ -77,6 +90,7 @@ def build_report(params: dict, per_image="metrics/per_image.parquet", summary="m
                     "IA, IA-BP.\n")
         text += [f"![{task}](figures/{task}.png)\n" for task in frame[frame.operator == operator].task.unique()]
     text += table7_section(frame, paper, protocol_line) + table8_section(frame, paper, protocol_line, experiments)
+    text += ia_quality_section(frame, params, protocol_line)
     write_figures(params)
     save_text(out, "\n".join(text))
 
@@ -131,6 +145,51 @@ def experiment_rows(experiments: list[str], task: str) -> list[dict]:
             row["p"][metric] = paired_test(values[common].to_numpy(), ref[common].to_numpy())["p_value"]
         rows.append(row)
     return sorted(rows, key=lambda r: r["csgm_iters"])
+
+
+def ia_quality_section(frame: pd.DataFrame, params: dict, protocol_line: str) -> list[str]:
+    """The IA-iterations study (beyond the paper): quality of the IA output against the IA step, per task."""
+    head = ["## IA iterations: quality along image adaptation (beyond the paper)", "",
+            "The replication paper leaves open how many IA steps are best (its section 5: too many overfit). The ia "
+            "stage scores the current IA output against the ground truth every `ia.quality_every` steps, for "
+            "evaluation only (the method never sees it). Where noise-aware stopping stopped an image, its curve stays "
+            "flat from there; `dvc plots show` draws the same curves from `out/<task>/ia_quality.tsv`.", ""]
+    curves = {}
+    for task in frame.task.unique():
+        path = task_dir(task) / "ia_quality.tsv"
+        curve = read_quality(path) if path.exists() else None
+        if curve is not None and len(curve):
+            curves[task] = curve
+    if not curves:
+        return head + ["Not recorded in this run (`ia.quality_every: 0`).", ""]
+    rule = Protocol.from_params(params).stop_tau(params["ia"].get("stop_tau")) is not None
+    ia_rows = frame[frame.method == "ia"]
+    stops = {task: [int(s) for s in rows.ia_stop_step.dropna()] for task, rows in ia_rows.groupby("task", sort=False)}
+    save_quality_curves(REPORTS / "figures" / "ia_quality.png", curves, stops)
+    lines = ["| task | noise /255 | best PSNR step | PSNR there | PSNR at the last step | best LPIPS step | LPIPS there "
+             "| LPIPS at the last step | stopped early |", "|---|---|---|---|---|---|---|---|---|"]
+    for task, c in curves.items():
+        rows = ia_rows[ia_rows.task == task]
+        noise = float(rows.noise.iloc[0])
+        best_p, best_d, last = c.psnr.idxmax(), c.lpips.idxmin(), c.index[-1]
+        cell = lambda metric, k: fmt(c[metric][k], c[f"{metric}_ci95"][k], digits(metric))
+        lines.append(f"| {task} | {noise:g} | {c.step[best_p]} | {cell('psnr', best_p)} | {cell('psnr', last)} | "
+                     f"{c.step[best_d]} | {cell('lpips', best_d)} | {cell('lpips', last)} | "
+                     f"{stop_text(stops.get(task, []), len(rows), noise, rule)} |")
+    return head + [protocol_line, "\n".join(lines) + "\n", "**Figure 5**: mean PSNR (solid, left axis) and LPIPS "
+                   "(dashed, right axis) of the IA output against the IA step, 95% CI bands; ticks on the step axis: "
+                   "where noise-aware stopping stopped an image.", "", "![IA iterations](figures/ia_quality.png)", ""]
+
+
+def stop_text(steps: list[int], n: int, noise: float, rule: bool) -> str:
+    """How many of a task's n images noise-aware stopping stopped, and when."""
+    if not rule:
+        return "– (no stopping rule)"
+    if noise == 0:
+        return "– (noiseless)"
+    if not steps:
+        return f"0/{n}"
+    return f"{len(steps)}/{n}, steps {int(np.median(steps))} (median), {min(steps)}-{max(steps)}"
 
 
 def write_group_figure(frame: pd.DataFrame, task: str) -> None:
