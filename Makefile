@@ -1,11 +1,12 @@
-# make run   : create .venv if missing, install, run the whole DVC pipeline (dvc repro)
-# make test  : run the test suite
+# make run       : create .venv if missing, install, run the whole DVC pipeline (dvc repro)
+# make test      : the test suite (two workers), without the tests marked slow
+# make test-slow : the slow end-to-end tests (CI runs them after make test)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test clean
+.PHONY: install run test test-slow clean
 
 $(STAMP): requirements.txt requirements-weights.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +22,10 @@ run: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
 test: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n 2 -m "not slow"
+
+test-slow: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n 2 -m slow
 
 clean:
 	rm -rf $(VENV)

@@ -29,13 +29,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from iagan.data import folder_samples  # noqa: E402
+from iagan.data import folder_samples, image_files  # noqa: E402
 from iagan.generators import load_generator  # noqa: E402
 from iagan.io import load_npz, save_json, save_npz, stable_seed  # noqa: E402
 from iagan.metrics import lpips_distance, psnr  # noqa: E402
-from iagan.operators import TaskSpec, build_operator  # noqa: E402
-from iagan.pipeline import observe, regularisation  # noqa: E402
-from iagan.reconstruct.bp import back_project  # noqa: E402
+from iagan.operators import TaskSpec  # noqa: E402
+from iagan.protocol import Protocol  # noqa: E402
+from iagan.reconstruct.bp import back_project, regularisation  # noqa: E402
 from iagan.reconstruct.csgm import measurement_loss, run_csgm  # noqa: E402
 from iagan.reconstruct.ia import run_ia, weight_scales  # noqa: E402
 
@@ -117,15 +117,15 @@ def main() -> None:
         grid = {k: grid[k] for k in args.tasks.split(",")}
     taus = [float(t) for t in args.taus.split(",")]
     generator = load_generator("dcgan-digiface-64")
-    samples = folder_samples(args.folder, generator.resolution, "*", args.limit, None)
+    samples = folder_samples(image_files("folder", args.folder, "*", args.limit), generator.resolution)
     ids = [s.id for s in samples]
     truth = torch.from_numpy(np.stack([s.pixels for s in samples]).astype(np.float32))
     results = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
     for task, entry in grid.items():
-        spec = TaskSpec.from_params(task, entry)
-        op = build_operator(spec, generator.resolution, stable_seed(args.seed, "mask", task))
+        spec = TaskSpec.from_entry(task, entry)
+        op = spec.build(generator.resolution, stable_seed(args.seed, "mask", task))
         seeds = [stable_seed(args.seed, "noise", task, image) for image in ids]
-        y = observe(op, truth, float(spec.noise), seeds)
+        y = Protocol().observe(op, truth, spec.noise, seeds)
         eps = regularisation(args.bp_eps, float(spec.noise))
         cs = csgm_cached(cache, task, generator, op, y.float(), ids, args.csgm_iters, args.seed)
         x_cs = torch.from_numpy(cs["x"])

@@ -41,7 +41,7 @@ from iagan.engine.runner import chunk_size
 from iagan.generators import load_generator, to_unit_range
 from iagan.generators.dcgan import DCGANGenerator
 from iagan.generators.pggan import TheanoPGGAN, set_fused_upsample
-from iagan.operators import TaskSpec, build_operator
+from iagan.operators import TaskSpec
 from iagan.reconstruct.csgm import measurement_loss, run_csgm
 from iagan.reconstruct.ia import run_ia
 
@@ -224,7 +224,7 @@ def main() -> None:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     net = load_generator("dcgan-digiface-64").to(device) if args.generator.startswith("dcgan") else random_pggan(device)
-    op = build_operator(TaskSpec("bench", "sr_bicubic", scale=4 if net.resolution == 64 else 16), net.resolution)
+    op = TaskSpec.of("bench", "sr_bicubic", scale=4 if net.resolution == 64 else 16).build(net.resolution)
     y = op.A(torch.rand(args.images, 3, net.resolution, net.resolution, generator=torch.Generator().manual_seed(0))).to(device)
     name = device_name(device)
     print(f"device: {name}; generator {args.generator} ({sum(p.numel() for p in net.parameters()) / 1e6:.2f}M "

@@ -1,0 +1,1 @@
+"""iagan: Image-Adaptive GAN reconstruction (Abu Hussein, Tirer, Giryes, AAAI 2020) as a DVC pipeline."""

@@ -9,18 +9,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-import yaml
 
+from iagan.config import load_config
 from iagan.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Image-Adaptive GAN reconstruction (IAGAN).")
-
-
-def read_params(path: str | Path = "params.yaml") -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path} not found: run iagan from the repository root (where params.yaml is)")
-    return yaml.safe_load(path.read_text())
+TASK = typer.Argument(..., help="task name from params.yaml `tasks`")
 
 
 def user_errors(fn):
@@ -39,35 +33,75 @@ def user_errors(fn):
 
 @app.command()
 @user_errors
-def prepare() -> None:
-    """Stage prepare: ground-truth images and their manifest."""
-    from iagan import pipeline
+def inputs() -> None:
+    """Stage inputs: params.yaml checked, and the sha256 of the source images, groups CSV and generator weights
+    (data/inputs/*.json). It always runs, so a typo that no stage tracks (`csgm.iter`) still stops `dvc repro`."""
+    from iagan.inputs import record
 
-    pipeline.prepare(read_params())
-
-
-def _task_stage(name: str):
-    @user_errors
-    def command(task: str = typer.Argument(..., help="task name from params.yaml `tasks`")) -> None:
-        from iagan import pipeline
-
-        getattr(pipeline, name)(read_params(), task)
-
-    command.__doc__ = f"Stage {name}@TASK."
-    app.command(name=name)(command)
-
-
-for _stage in ("degrade", "csgm", "ia", "bp"):
-    _task_stage(_stage)
+    record(load_config())
 
 
 @app.command()
 @user_errors
-def evaluate() -> None:
-    """Stage evaluate: per-image PSNR/LPIPS (Parquet) and the JSON summary."""
+def prepare() -> None:
+    """Stage prepare: ground-truth images and their manifest."""
+    from iagan import pipeline
+
+    pipeline.prepare(load_config())
+
+
+@app.command()
+@user_errors
+def degrade(task: str = TASK) -> None:
+    """Stage degrade@TASK: the observation y = A x + e."""
+    from iagan import pipeline
+
+    pipeline.degrade(load_config(), task)
+
+
+@app.command()
+@user_errors
+def csgm(task: str = TASK) -> None:
+    """Stage csgm@TASK: latents fitted to y (paper eq. 3)."""
+    from iagan import pipeline
+
+    pipeline.csgm(load_config(), task)
+
+
+@app.command()
+@user_errors
+def ia(task: str = TASK) -> None:
+    """Stage ia@TASK: image adaptation from the CSGM latents (paper eq. 4)."""
+    from iagan import pipeline
+
+    pipeline.ia(load_config(), task)
+
+
+@app.command()
+@user_errors
+def bp(task: str = TASK) -> None:
+    """Stage bp@TASK: naive reconstruction and back-projections (paper eqs. 5-6)."""
+    from iagan import pipeline
+
+    pipeline.bp(load_config(), task)
+
+
+@app.command()
+@user_errors
+def evaluate(task: str = TASK) -> None:
+    """Stage evaluate@TASK: per-image PSNR/LPIPS of every method, the task's facts and its figure."""
     from iagan.evaluate import evaluate as run
 
-    run(read_params())
+    run(load_config(), task)
+
+
+@app.command()
+@user_errors
+def summarize() -> None:
+    """Stage summarize: every task's rows and facts joined (Parquet, JSON summary, CSVs for dvc plots)."""
+    from iagan.evaluate import summarize as run
+
+    run(load_config())
 
 
 @app.command()
@@ -81,7 +115,7 @@ def report(
     names = [e.strip() for e in experiments.split(",") if e.strip()] if experiments else None
     if experiments is not None and not names:
         raise UserError("--experiments is empty; give names from `dvc exp show`, separated by commas")
-    build_report(read_params(), experiments=names)
+    build_report(load_config(), experiments=names)
 
 
 @app.command()
@@ -129,10 +163,10 @@ def _as_tensor(im):
 @user_errors
 def reconstruct(
     image: Path,
-    task: str = typer.Option(..., help="sr_bicubic | cs_fft | deblur_gaussian"),
+    task: str = typer.Option(..., help="operator: sr_bicubic | cs_fft | cs_gaussian | deblur_gaussian"),
     out: Path = typer.Option(..., help="folder for the PNGs and metrics.json"),
     scale: Optional[int] = typer.Option(None, help="sr_bicubic downsampling factor"),
-    ratio: Optional[float] = typer.Option(None, help="cs_fft fraction of FFT coefficients kept"),
+    ratio: Optional[float] = typer.Option(None, help="cs_fft: fraction of FFT coefficients kept; cs_gaussian: m/n"),
     kernel: Optional[int] = typer.Option(None, help="deblur_gaussian kernel size (odd)"),
     noise: float = typer.Option(0.0, help="Gaussian noise std in /255 units"),
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="generator, csgm, ia, bp settings"),
@@ -142,23 +176,22 @@ def reconstruct(
     """Reconstruct one image outside DVC: naive, CSGM, CSGM-BP, IA, IA-BP as PNGs, with PSNR/LPIPS."""
     from iagan.single import reconstruct_one
 
-    params = read_params(params_file)
-    if csgm_iters is not None:
-        params["csgm"]["iters"] = csgm_iters
-    if ia_iters is not None:
-        params["ia"]["iters"] = ia_iters
+    cfg = load_config(params_file)
     entry = {k: v for k, v in dict(operator=task, scale=scale, ratio=ratio, kernel=kernel, noise=noise).items() if v is not None}
-    scores = reconstruct_one(params, image, entry, out)
+    scores = reconstruct_one(cfg, image, entry, out, csgm_iters=csgm_iters, ia_iters=ia_iters)
     typer.echo(json.dumps(scores, indent=2))
 
 
 @app.command()
 @user_errors
-def tasks(grid: str = typer.Argument(..., help="embedded (64 px default) or paper (the paper's grid, 1024 px)")) -> None:
-    """Switch the task grid in params.yaml to configs/tasks-GRID.yaml."""
+def tasks(
+    grid: str = typer.Argument(..., help="embedded (64 px default) or paper (the paper's grid, 1024 px)"),
+    force: bool = typer.Option(False, help="replace a task grid that is none of the named ones"),
+) -> None:
+    """Switch the task grid in params.yaml to configs/tasks-GRID.yaml (nothing else in the file changes)."""
     from iagan.grids import use_grid
 
-    use_grid(grid)
+    use_grid(grid, force=force)
     typer.echo(f"params.yaml now runs the '{grid}' task grid; `dvc repro` to run it")
 
 
@@ -168,11 +201,16 @@ app.add_typer(generator_app, name="generator")
 
 @generator_app.command("info")
 @user_errors
-def generator_info(checkpoint: Path, name: str = typer.Option("auto", help="generator name, or auto to detect")) -> None:
-    """Detected format, resolution, latent size and parameter count of a checkpoint."""
+def generator_info(
+    checkpoint: Optional[Path] = typer.Argument(None, help="checkpoint file; none for the packaged dcgan-digiface-64"),
+    name: str = typer.Option("auto", help="generator name, or auto to detect"),
+) -> None:
+    """Detected format, resolution, latent size and parameter count of a checkpoint (or of the packaged DCGAN)."""
     from iagan.generators import load_generator
 
-    net = load_generator(name, str(checkpoint))
+    if checkpoint is None and name == "auto":
+        name = "dcgan-digiface-64"
+    net = load_generator(name, str(checkpoint) if checkpoint else None)
     info = {"format": net.layout, "resolution": net.resolution, "latent": list(net.latent_shape),
             "parameters": sum(p.numel() for p in net.parameters())}
     typer.echo(json.dumps(info))

@@ -79,11 +79,26 @@ def package_file(package: str, relative: str) -> Path:
     return path
 
 
-def builtin_samples(resolution: int, generator=None, in_range: int = 2, seed: int = 0) -> list[Sample]:
-    """The two portraits (group `real`) and `in_range` faces drawn from the generator (group `in_range`)."""
+def image_files(source: str, folder: str | Path | None = None, pattern: str = "*", limit: int | None = None) -> list[Path]:
+    """The image files a data source reads, in order: the packaged portraits (builtin), or the first `limit` files
+    of a folder matching `pattern`, in sorted order."""
+    if source == "builtin":
+        return [package_file(package, relative) for package, relative, _ in BUILTIN_PORTRAITS.values()]
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"image folder {folder} does not exist; set `data.path` to a folder of images")
+    files = sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UserError(f"no images matching '{pattern}' in {folder}; check `data.path` and `data.glob`")
+    return files[:limit] if limit else files
+
+
+def builtin_samples(resolution: int, generator=None, in_range: int = 2, seed: int = 0,
+                    files: list[Path] | None = None) -> list[Sample]:
+    """The two portraits (group `real`; `files`: their paths, by default found in the packages) and `in_range`
+    faces drawn from the generator (group `in_range`)."""
     samples = []
-    for name, (package, relative, box) in BUILTIN_PORTRAITS.items():
-        path = package_file(package, relative)
+    for (name, (package, relative, box)), path in zip(BUILTIN_PORTRAITS.items(), files or image_files("builtin")):
         samples.append(Sample(name, f"{package}:{relative}", ("real",), square_resize(read_rgb(path), resolution, box)))
     for i in range(in_range):
         if generator is None:
@@ -112,17 +127,7 @@ def read_groups(path: str | Path | None) -> dict[str, tuple[str, ...]]:
     return {k: tuple(v) for k, v in groups.items()}
 
 
-def folder_samples(folder: str | Path, resolution: int, pattern: str = "*", limit: int | None = None,
-                   groups_csv: str | Path | None = None) -> list[Sample]:
-    """Images of a folder in sorted order, centre-cropped and resized; group `all` unless the CSV says otherwise."""
-    folder = Path(folder)
-    if limit is not None and limit <= 0:
-        raise UserError(f"data.limit must be a positive number of images or null for all, got {limit}")
-    if not folder.is_dir():
-        raise UserError(f"image folder {folder} does not exist; set `data.path` to a folder of images")
-    files = sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise UserError(f"no images matching '{pattern}' in {folder}; check `data.path` and `data.glob`")
-    files = files[:limit] if limit else files
+def folder_samples(files: list[Path], resolution: int, groups_csv: str | Path | None = None) -> list[Sample]:
+    """Images (`image_files` of a folder), centre-cropped and resized; group `all` unless the CSV says otherwise."""
     groups = read_groups(groups_csv)
     return [Sample(p.stem, str(p), groups.get(p.name, ("all",)), square_resize(read_rgb(p), resolution)) for p in files]

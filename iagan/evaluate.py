@@ -1,63 +1,80 @@
-"""Per-image PSNR/LPIPS for every task x method, and their means with 95% confidence intervals."""
+"""Stages evaluate@<task> and summarize: per-image PSNR/LPIPS for every task x method, then means with 95% CIs.
+
+evaluate@<task> reads only that task's files and writes its rows (metrics/tasks/<task>.parquet), its facts
+(metrics/tasks/<task>.json: seconds per stage, how csgm and ia ran, the IA quality curve) and its figure. summarize
+joins the configured tasks into metrics/per_image.parquet, summary.json, method_means.csv (dvc plots),
+ia_quality.csv and runs.json, which are all the report reads.
+"""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
 import torch
 
-from iagan.io import atomic_path, load_npz, save_json, save_text
+from iagan import artifacts as art
+from iagan.config import Config
+from iagan.io import atomic_path, save_json, save_text
 from iagan.metrics import mean_ci
-from iagan.pipeline import METHODS, load_observation, load_prepared, read_seconds, task_dir
-from iagan.progress import progress
 from iagan.protocol import Protocol
 
-# seconds a method's output costs per image: the stages it went through
-METHOD_STAGES = {"naive": ("bp",), "csgm": ("csgm",), "csgm_bp": ("csgm", "bp"), "ia": ("csgm", "ia"),
-                 "ia_bp": ("csgm", "ia", "bp")}
-
-
-def reconstructions(task: str) -> dict[str, torch.Tensor]:
-    files = {name: load_npz(task_dir(task) / f) for name, f in (("csgm", "csgm.npz"), ("ia", "ia.npz"), ("bp", "bp.npz"))}
-    return {"naive": files["bp"]["naive"], "csgm": files["csgm"]["x"], "csgm_bp": files["bp"]["csgm_bp"],
-            "ia": files["ia"]["x"], "ia_bp": files["bp"]["ia_bp"]}
-
-
-def ia_stop_steps(task: str, n: int) -> list[int | None]:
-    """Per image, the IA step at which noise-aware stopping stopped it; None where it ran every step or no
-    stopping rule applied (ia.npz has `stop_step` only when one did)."""
-    stops = load_npz(task_dir(task) / "ia.npz").get("stop_step")
-    return [None] * n if stops is None else [None if s < 0 else int(s) for s in stops]
+RUN_STAGES = ("csgm", "ia")
 
 
 def stage_seconds(task: str) -> dict[str, float]:
-    return {stage: read_seconds(task, stage) for stage in ("csgm", "ia", "bp")}
+    return {stage: art.read_seconds(task, stage) for stage in art.TIMED_STAGES}
 
 
-def evaluate_task(task: str, images: dict, protocol: Protocol = Protocol()) -> pd.DataFrame:
-    spec, _, _ = load_observation(task)
-    truth = images["pixels"]
+def evaluate_task(task: str, images: art.Prepared, groups: dict[str, str], protocol: Protocol = Protocol()) -> pd.DataFrame:
+    """One row per image and method: the task's setting, PSNR, LPIPS, seconds (of the stages the method went through)
+    and, for IA and IA-BP, the step at which noise-aware stopping stopped the image (NA: it did not)."""
+    spec = art.load_observation(task).spec
     seconds = stage_seconds(task)
-    stops = ia_stop_steps(task, len(images["ids"]))
+    stops = art.ia_stop_steps(task, len(images.ids))
     rows = []
-    for method, x in reconstructions(task).items():
-        x = torch.from_numpy(np.asarray(x, dtype=np.float32))
-        p, d = protocol.scores(x, truth)
-        cost = sum(seconds[s] for s in METHOD_STAGES[method])
-        for i, image in enumerate(images["ids"]):
-            rows.append(dict(image=image, group=images["groups"][i], task=task, operator=spec.operator,
-                             setting=spec.setting, paper_setting=spec.paper or spec.setting, scale=spec.scale,
-                             ratio=spec.ratio, kernel=spec.kernel, noise=float(spec.noise), method=method,
-                             psnr=float(p[i]), lpips=float(d[i]), seconds=cost,
+    for method, x in art.reconstructions(task).items():
+        p, d = protocol.scores(torch.from_numpy(np.asarray(x, dtype=np.float32)), images.pixels)
+        cost = sum(seconds[s] for s in art.METHODS[method].stages)
+        for i, image in enumerate(images.ids):
+            rows.append(dict(image=image, group=groups[image], task=task, family=spec.family,
+                             operator=spec.operator, setting=spec.setting, paper_setting=spec.paper_setting,
+                             noise=float(spec.noise), method=method, psnr=float(p[i]), lpips=float(d[i]), seconds=cost,
                              ia_stop_step=stops[i] if method in ("ia", "ia_bp") else None))
     frame = pd.DataFrame(rows)
     frame["ia_stop_step"] = frame["ia_stop_step"].astype("Int64")
+    frame["method"] = pd.Categorical(frame["method"], categories=list(art.METHODS))
     return frame
 
 
-def summarize(frame: pd.DataFrame, seconds: dict[str, dict[str, float]]) -> dict:
+def task_facts(task: str) -> dict:
+    """What the report states about a task besides its scores: seconds per stage, how csgm and ia ran (as they
+    recorded it) and the IA quality curve."""
+    from iagan.quality import read_quality
+
+    path = art.quality_path(task)
+    curve = read_quality(path) if path.exists() else pd.DataFrame()
+    return {"seconds": stage_seconds(task), "runs": {stage: art.read_run_info(task, stage) for stage in RUN_STAGES},
+            "ia_quality": json.loads(curve.to_json(orient="records"))}
+
+
+def evaluate(cfg: Config, task: str) -> None:
+    """Stage evaluate@<task>: the task's rows, facts and figure."""
+    from iagan.report.figures import task_figure
+
+    cfg.task(task)
+    images = art.load_prepared()
+    frame = evaluate_task(task, images, art.load_groups(), cfg.protocol)
+    with atomic_path(art.task_rows(task)) as tmp:
+        frame.to_parquet(tmp, index=False)
+    save_json(art.task_facts(task), task_facts(task))
+    task_figure(task, images, cfg.report.figure_rows)
+
+
+def summarize_frame(frame: pd.DataFrame, seconds: dict[str, dict[str, float]]) -> dict:
     summary: dict = {"tasks": {}, "seconds_per_image": seconds}
-    for (task, method), part in frame.groupby(["task", "method"], sort=False):
+    for (task, method), part in frame.groupby(["task", "method"], sort=False, observed=True):
         entry = summary["tasks"].setdefault(task, {}).setdefault(method, {"n": int(len(part))})
         for metric in ("psnr", "lpips"):
             mean, ci = mean_ci(part[metric])
@@ -72,17 +89,22 @@ def method_means(frame: pd.DataFrame) -> str:
     return means.round(4).to_csv(index=False)
 
 
-def evaluate(params: dict, per_image_path="metrics/per_image.parquet", summary_path="metrics/summary.json",
-             means_path="metrics/method_means.csv") -> None:
-    images = load_prepared()
-    protocol = Protocol.from_params(params)
-    frames, seconds = [], {}
-    for task in progress(list(params["tasks"]), desc="evaluate", unit="task"):
-        frames.append(evaluate_task(task, images, protocol))
-        seconds[task] = {k: round(v, 4) for k, v in stage_seconds(task).items()}
+def summarize(cfg: Config) -> None:
+    """Stage summarize: every configured task's rows and facts joined (files of tasks no longer configured are
+    left alone and never read)."""
+    frames, facts = [], {}
+    for task in cfg.tasks:
+        with open(art.require(art.task_rows(task), f"evaluate@{task}"), "rb") as fh:
+            frames.append(pd.read_parquet(fh))
+        facts[task] = json.loads(art.require(art.task_facts(task), f"evaluate@{task}").read_text())
     frame = pd.concat(frames, ignore_index=True)
-    frame["method"] = pd.Categorical(frame["method"], categories=list(METHODS))
-    with atomic_path(per_image_path) as tmp:
+    frame["method"] = pd.Categorical(frame["method"].astype(str), categories=list(art.METHODS))
+    with atomic_path(art.PER_IMAGE) as tmp:
         frame.to_parquet(tmp, index=False)
-    save_json(summary_path, summarize(frame, seconds))
-    save_text(means_path, method_means(frame))
+    seconds = {task: {k: round(v, 4) for k, v in f["seconds"].items()} for task, f in facts.items()}
+    save_json(art.SUMMARY, summarize_frame(frame, seconds))
+    save_text(art.METHOD_MEANS, method_means(frame))
+    curves = [pd.DataFrame(f["ia_quality"]).assign(task=task) for task, f in facts.items() if f["ia_quality"]]
+    quality = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=["task", "step"])
+    save_text(art.IA_QUALITY, quality.to_csv(index=False))
+    save_json(art.RUNS, {task: f["runs"] for task, f in facts.items()})

@@ -21,21 +21,12 @@ from dataclasses import dataclass
 
 import torch
 
-from iagan.errors import UserError
-
 PROTOCOLS = ("standard", "paper_code")
 
 
 @dataclass(frozen=True)
 class Protocol:
     name: str = "standard"
-
-    @classmethod
-    def from_params(cls, params: dict) -> "Protocol":
-        name = params.get("protocol", "standard")
-        if name not in PROTOCOLS:
-            raise UserError(f"unknown protocol '{name}'; use {' or '.join(PROTOCOLS)}")
-        return cls(name)
 
     @property
     def paper_code(self) -> bool:
@@ -47,6 +38,13 @@ class Protocol:
         if self.paper_code:
             return (level / 255.0) * torch.rand(shape, generator=rng, dtype=torch.float64)
         return (level / 255.0) * torch.randn(shape, generator=rng, dtype=torch.float64)
+
+    def observe(self, op, x: torch.Tensor, level: float, seeds: list[int]) -> torch.Tensor:
+        """y = A x + e on the [0, 1] scale (float64), one seeded noise draw per image; `level` in /255 units."""
+        clean = op.A(x.to(torch.float64))
+        if level == 0:
+            return clean
+        return clean + torch.stack([self.noise(clean.shape[1:], level, s) for s in seeds])
 
     def restarts(self, configured: int) -> int:
         return 1 if self.paper_code else configured

@@ -1,7 +1,9 @@
-"""DVC stage `evaluate`: see iagan/pipeline.py for what it reads and writes."""
+"""DVC stage `evaluate` (see iagan/pipeline.py for what each stage reads and writes)."""
 
 import sys
+from pathlib import Path
 
-from iagan.cli import app
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's iagan, whatever else is installed
+from iagan.cli import app  # noqa: E402
 
 app(["evaluate", *sys.argv[1:]])

@@ -11,7 +11,7 @@ from iagan.engine.precision import configure, generate
 from iagan.engine.runner import chunk_size, probe_bytes
 from iagan.generators import load_generator, to_unit_range
 from iagan.generators.dcgan import DCGANGenerator
-from iagan.operators import TaskSpec, build_operator
+from iagan.operators import TaskSpec
 from iagan.reconstruct.csgm import run_csgm
 from iagan.reconstruct.ia import run_ia
 from tests.test_pggan import CHANNELS, theano_state
@@ -52,7 +52,7 @@ def observation(net, op, n: int, seed: int) -> torch.Tensor:
 @pytest.mark.parametrize("layout", ["dcgan", "pggan"])
 def test_csgm_on_cuda_equals_the_cpu(tmp_path, layout):
     net = random_dcgan() if layout == "dcgan" else small_pggan(tmp_path)
-    op = build_operator(TaskSpec("t", "cs_fft", ratio=0.5), net.resolution, seed=0)
+    op = TaskSpec.of("t", "cs_fft", ratio=0.5).build(net.resolution, seed=0)
     y = observation(net, op, 3, seed=1)
     ids = ["a", "b", "c"]
     kw = dict(iters=5, lr=0.1, restarts=2, seed=0)
@@ -67,7 +67,7 @@ def test_csgm_on_cuda_equals_the_cpu(tmp_path, layout):
 @pytest.mark.parametrize("mode", ["vmap", "copies"])
 def test_ia_on_cuda_equals_copies_on_the_cpu(tmp_path, mode):
     net = small_pggan(tmp_path)
-    op = build_operator(TaskSpec("t", "cs_fft", ratio=0.5), net.resolution, seed=0)
+    op = TaskSpec.of("t", "cs_fft", ratio=0.5).build(net.resolution, seed=0)
     y = observation(net, op, 3, seed=5)
     z0 = torch.randn(3, 32, generator=torch.Generator().manual_seed(6))
     kw = dict(iters=4, lr_z=1e-3, lr_g=1e-3)
@@ -88,7 +88,7 @@ def test_reduced_precision_on_cuda_stays_close_to_fp32(tmp_path, precision):
     approx = generate(net, z, precision)
     assert approx.dtype == torch.float32
     assert (approx - exact).abs().max() < 0.1 * exact.abs().max()
-    op = build_operator(TaskSpec("t", "sr_bicubic", scale=2), net.resolution)
+    op = TaskSpec.of("t", "sr_bicubic", scale=2).build(net.resolution)
     y = observation(net.cpu(), op, 2, seed=3)  # (moves the module to the CPU and back)
     result = run_ia(net.to(CUDA), op, y, z[:2].cpu(), iters=3, lr_z=1e-3, lr_g=1e-3, mode="vmap", precision=precision)
     assert all(d.dtype == torch.float32 and d.abs().max() > 0 for d in result.weight_deltas.values())
@@ -97,7 +97,7 @@ def test_reduced_precision_on_cuda_stays_close_to_fp32(tmp_path, precision):
 
 def test_compiled_csgm_and_ia_equal_eager(tmp_path):
     net = small_pggan(tmp_path)
-    op = build_operator(TaskSpec("t", "sr_bicubic", scale=2), net.resolution)
+    op = TaskSpec.of("t", "sr_bicubic", scale=2).build(net.resolution)
     y = observation(net, op, 2, seed=3)
     net = net.to(CUDA)
     csgm = [run_csgm(net, op, y, ["a", "b"], iters=3, lr=0.1, restarts=1, seed=0, compile=c) for c in (False, True)]
@@ -108,12 +108,15 @@ def test_compiled_csgm_and_ia_equal_eager(tmp_path):
 
 
 def test_auto_precision_is_bf16_on_cuda():
-    assert Engine.from_params({"engine": {"device": "auto", "precision": "auto"}}).precision == "bf16"
+    from iagan.config import EngineConfig
+
+    cfg = EngineConfig(device="auto", precision="auto", compile=False, max_chunk=None, ia_batching="auto", launch="python")
+    assert Engine.from_config(cfg).precision == "bf16"
 
 
 def test_chunk_size_fits_the_free_memory(tmp_path):
     net = small_pggan(tmp_path)
-    op = build_operator(TaskSpec("t", "sr_bicubic", scale=2), net.resolution)
+    op = TaskSpec.of("t", "sr_bicubic", scale=2).build(net.resolution)
     y = observation(net, op, 1, seed=3)
     net = net.to(CUDA)
     probe = lambda: run_ia(net, op, y, torch.zeros(1, 32), iters=1, lr_z=1e-3, lr_g=1e-3, mode="vmap")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import yaml
 
 from tests.conftest import REPO
@@ -21,6 +22,7 @@ def run(cwd, *args):
     assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
 
 
+@pytest.mark.slow
 def test_two_torchrun_processes_write_the_same_files_as_one(tmp_path):
     single = tmp_path / "single"
     single.mkdir()
@@ -32,6 +34,7 @@ def test_two_torchrun_processes_write_the_same_files_as_one(tmp_path):
     params["engine"]["max_chunk"] = 2  # 4 images -> 2 chunks: one per process
     params["tasks"] = {TASK: {"operator": "sr_bicubic", "scale": 2, "noise": 10}}
     (single / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(single, "stages/inputs.py")
     run(single, "stages/prepare.py")
     run(single, "stages/degrade.py", TASK)
     sharded = tmp_path / "sharded"

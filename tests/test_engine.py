@@ -7,9 +7,8 @@ import torch
 from iagan.engine import Engine
 from iagan.engine.chunks import ChunkStore, chunk_from_memory, plan_chunks, run_halving
 from iagan.engine.runner import merge, run_images
-from iagan.errors import UserError
 from iagan.generators import load_generator, to_unit_range
-from iagan.operators import TaskSpec, build_operator
+from iagan.operators import TaskSpec
 from iagan.reconstruct.csgm import run_csgm
 from iagan.reconstruct.ia import run_ia
 from tests.test_pggan import CHANNELS, theano_state
@@ -19,7 +18,7 @@ from tests.test_reconstruct import sample_images
 @pytest.mark.parametrize("mode", ["copies", "vmap"])
 def test_batched_ia_equals_the_per_image_loop(generator, mode):
     """Both batching modes against the naive loop: one image at a time, plain torch.optim.Adam."""
-    op = build_operator(TaskSpec("t", "sr_bicubic", scale=2), 64)
+    op = TaskSpec.of("t", "sr_bicubic", scale=2).build(64)
     y = op.A(sample_images(generator, 3, seed=4)) + 0.02
     z0 = torch.randn(3, 100, 1, 1, generator=torch.Generator().manual_seed(1))
     batched = run_ia(generator, op, y, z0, iters=6, lr_z=1e-2, lr_g=1e-3, mode=mode)
@@ -54,7 +53,7 @@ def naive_ia(generator, op, y, z0, *, iters, lr_z, lr_g):
 def test_vmap_ia_equals_copies_on_a_pggan(tmp_path, train_wscale):
     torch.save(theano_state(CHANNELS, torch.Generator().manual_seed(0)), tmp_path / "t.pth")
     net = load_generator("auto", str(tmp_path / "t.pth"), train_wscale=train_wscale)
-    op = build_operator(TaskSpec("t", "cs_fft", ratio=0.5), net.resolution, seed=0)
+    op = TaskSpec.of("t", "cs_fft", ratio=0.5).build(net.resolution, seed=0)
     with torch.no_grad():
         y = op.A(to_unit_range(net(torch.randn(2, 32, generator=torch.Generator().manual_seed(5)))))
     z0 = torch.randn(2, 32, generator=torch.Generator().manual_seed(6))
@@ -67,7 +66,7 @@ def test_vmap_ia_equals_copies_on_a_pggan(tmp_path, train_wscale):
 
 @pytest.mark.parametrize("mode", ["copies", "vmap"])
 def test_bf16_keeps_fp32_weights_and_still_fits(generator, mode):
-    op = build_operator(TaskSpec("t", "sr_bicubic", scale=4), 64)
+    op = TaskSpec.of("t", "sr_bicubic", scale=4).build(64)
     y = op.A(sample_images(generator, 2, seed=8))
     cs = run_csgm(generator, op, y, ["a", "b"], iters=30, lr=0.1, restarts=1, seed=0, precision="bf16")
     assert cs.x.dtype == torch.float32 and cs.trace[-1] < 0.5 * cs.trace[0]
@@ -76,15 +75,17 @@ def test_bf16_keeps_fp32_weights_and_still_fits(generator, mode):
     assert ia.trace[-1] < cs.trace[-1]
 
 
-def test_engine_settings_are_checked():
-    assert Engine.from_params({"engine": {"device": "cpu", "precision": "bf16"}}).precision == "bf16"
-    assert Engine.from_params({"engine": {"device": "cpu", "precision": "auto"}}).precision == "fp32"  # exact on CPU
-    assert Engine.from_params({"engine": {"device": "cpu"}}).precision == "fp32"
-    assert Engine.from_params({"engine": {"device": "cpu"}}).ia_mode == "copies"
-    for bad, word in [({"precision": "fp16"}, "precision"), ({"max_chunk": 0}, "max_chunk"),
-                      ({"ia_batching": "grouped"}, "ia_batching"), ({"threads": 2}, "unknown")]:
-        with pytest.raises(UserError, match=word):
-            Engine.from_params({"engine": {"device": "cpu", **bad}})
+def test_engine_resolves_auto_settings_for_this_machine():
+    from iagan.config import EngineConfig
+
+    def engine(**changes):
+        base = dict(device="cpu", precision="auto", compile=False, max_chunk=None, ia_batching="auto", launch="python")
+        return Engine.from_config(EngineConfig(**{**base, **changes}))
+
+    assert engine(precision="bf16").precision == "bf16"
+    assert engine().precision == "fp32"  # auto: exact on CPU
+    assert engine().ia_mode == "copies"
+    assert engine(ia_batching="vmap").ia_mode == "vmap"
 
 
 def test_precision_switches():
@@ -153,7 +154,7 @@ def test_finished_chunks_are_staged_and_reused_after_a_crash(tmp_path):
 
 
 def test_chunked_csgm_equals_one_batch(generator, tmp_path):
-    op = build_operator(TaskSpec("t", "deblur_gaussian", kernel=9), 64)
+    op = TaskSpec.of("t", "deblur_gaussian", kernel=9).build(64)
     y = op.A(sample_images(generator, 3, seed=2))
     ids = ["a", "b", "c"]
     whole = run_csgm(generator, op, y, ids, iters=10, lr=0.1, restarts=2, seed=3)

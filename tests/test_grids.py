@@ -28,3 +28,18 @@ def test_switching_grids_keeps_other_params_and_comments(tmp_path):
     assert yaml.safe_load((tmp_path / "params.yaml").read_text()) == before
     with pytest.raises(UserError, match="unknown task grid 'celeba'"):
         use_grid("celeba", tmp_path / "params.yaml", REPO / "configs")
+
+
+def test_switching_grids_keeps_what_follows_tasks_and_refuses_to_drop_a_custom_grid(tmp_path):
+    path = tmp_path / "params.yaml"
+    text = (REPO / "params.yaml").read_text()
+    custom = text.replace("  deblur_k9_n10: {operator: deblur_gaussian, kernel: 9, noise: 10}\n",
+                          "  deblur_k9_n10: {operator: deblur_gaussian, kernel: 9, noise: 10}\n"
+                          "  mine: {operator: cs_gaussian, ratio: 0.1}\n")
+    path.write_text(custom + "\n# a section after the tasks\nextra_note: kept\n")
+    with pytest.raises(UserError, match=r"not one of the named grids.*--force"):
+        use_grid("paper", path, REPO / "configs")
+    use_grid("paper", path, REPO / "configs", force=True)
+    after = path.read_text()
+    assert "mine:" not in after and "# a section after the tasks\nextra_note: kept\n" in after
+    assert len(yaml.safe_load(after)["tasks"]) == 12

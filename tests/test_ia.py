@@ -12,16 +12,18 @@ import torch
 from torch import nn
 
 from iagan.generators import to_unit_range
-from iagan.operators import TaskSpec, build_operator
+from iagan.generators.base import Generator
+from iagan.operators import TaskSpec
 from iagan.reconstruct.csgm import measurement_loss
 from iagan.reconstruct.ia import RMS_FLOOR, discrepancy_level, run_ia, weight_scales
 
 
-class Tiny(nn.Module):
+class Tiny(Generator):
     """An 8x8 'generator' with tensors of very different sizes: w (RMS ~0.03), b (RMS ~2) and c (all zero)."""
 
     latent_shape = (4,)
     resolution = 8
+    layout = "test"
 
     def __init__(self) -> None:
         super().__init__()
@@ -50,7 +52,7 @@ def test_scaled_step_is_a_hand_computed_per_tensor_adam_update():
     """One Adam step from zero moments is lr * g / (|g| + eps) (bias corrections cancel); with the scaled step
     each tensor's lr is lr_g x its RMS, so every tensor moves by about lr_g of its own size."""
     net = Tiny()
-    op = build_operator(TaskSpec("t", "sr_bicubic", scale=2), 8)
+    op = TaskSpec.of("t", "sr_bicubic", scale=2).build(8)
     z0 = torch.randn(1, 4, generator=torch.Generator().manual_seed(1))
     y = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(2))
     lr_g, scales = 1e-2, weight_scales(net)
@@ -69,7 +71,7 @@ def test_scaled_step_is_a_hand_computed_per_tensor_adam_update():
 
 def test_absolute_step_is_the_paper_step_for_every_tensor():
     net = Tiny()
-    op = build_operator(TaskSpec("t", "sr_bicubic", scale=2), 8)
+    op = TaskSpec.of("t", "sr_bicubic", scale=2).build(8)
     z0 = torch.randn(1, 4, generator=torch.Generator().manual_seed(1))
     y = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(2))
     result = run_ia(net, op, y, z0, iters=1, lr_z=1e-3, lr_g=1e-2)
@@ -91,7 +93,7 @@ LR_Z, LR_G = 1e-2, 1e-4  # with these, image 0's error falls steadily and stays 
 
 def setup(generator, n=3):
     """An SR problem whose image 0 is near its starting latent's output and the others far from theirs."""
-    op = build_operator(TaskSpec("t", "sr_bicubic", scale=2), 64)
+    op = TaskSpec.of("t", "sr_bicubic", scale=2).build(64)
     target = torch.randn(n, 100, 1, 1, generator=torch.Generator().manual_seed(1))
     z0 = target + 0.5 * torch.randn(n, 100, 1, 1, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():

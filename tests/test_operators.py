@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from iagan.errors import UserError
-from iagan.operators import TaskSpec, build_operator
+from iagan.operators import TaskSpec
 from iagan.operators.cs_fft import FFTSubsampling, uniform_mask, variable_density_mask
 from iagan.reconstruct.bp import back_project
 
@@ -17,11 +17,15 @@ SPECS = {
     "cs_0.5": dict(operator="cs_fft", ratio=0.5),
     "cs_vd": dict(operator="cs_fft", ratio=0.5, mask="variable_density"),
     "deblur": dict(operator="deblur_gaussian", kernel=9),
+    "cs_gauss_0.3": dict(operator="cs_gaussian", ratio=0.3),
 }
 
 
-def make(name):
-    return build_operator(TaskSpec.from_params(name, SPECS[name]), N, seed=3)
+SMALL = 16  # dense-matrix checks: n = 3 * 16 * 16
+
+
+def make(name, size=N):
+    return TaskSpec.from_entry(name, SPECS[name]).build(size, seed=3)
 
 
 def rel(a, b):
@@ -31,6 +35,11 @@ def rel(a, b):
 @pytest.fixture(params=sorted(SPECS))
 def op(request):
     return make(request.param)
+
+
+@pytest.fixture(params=sorted(SPECS))
+def small_op(request):
+    return make(request.param, SMALL)
 
 
 def test_adjoint_dot_product(op):
@@ -67,16 +76,29 @@ def test_pseudo_inverse_is_symmetric_projection(op):
     assert abs(float(lhs - rhs)) <= 1e-6 * float(x.norm() * v.norm())
 
 
-def test_regularised_pinv_matches_dense_formula(op):
-    """A^T (A A^T + eps I)^-1 y against the dense matrix formula on one channel."""
+def dense_matrix(op) -> torch.Tensor:
+    """A as an (m, n) matrix over the whole RGB image (16 px), column j = A applied to the j-th basis image."""
+    n = 3 * SMALL * SMALL
+    return op.A(torch.eye(n, dtype=torch.float64).view(n, 3, SMALL, SMALL)).reshape(n, -1).T
+
+
+def as_measurements(op, y: torch.Tensor) -> torch.Tensor:
+    return y.view(op.A(torch.zeros(1, 3, SMALL, SMALL, dtype=torch.float64)).shape)
+
+
+def test_regularised_pinv_matches_dense_formula(small_op):
+    """A^T (A A^T + eps I)^-1 y against the dense matrix formula."""
     eps = 0.05
-    eye = torch.eye(N * N, dtype=torch.float64).view(N * N, 1, N, N)
-    a = op.A(eye).reshape(N * N, -1).T  # dense A for one channel: (m, n)
-    g = torch.Generator().manual_seed(5)
-    y = torch.randn(1, 1, a.shape[0], generator=g, dtype=torch.float64)
-    dense = a.T @ torch.linalg.solve(a @ a.T + eps * torch.eye(a.shape[0], dtype=torch.float64), y.flatten())
-    shaped = y.view(op.A(torch.zeros(1, 1, N, N, dtype=torch.float64)).shape)
-    assert rel(op.A_dagger(shaped, eps).flatten(), dense) < 1e-8
+    a = dense_matrix(small_op)
+    y = torch.randn(a.shape[0], generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    dense = a.T @ torch.linalg.solve(a @ a.T + eps * torch.eye(a.shape[0], dtype=torch.float64), y)
+    assert rel(small_op.A_dagger(as_measurements(small_op, y), eps).flatten(), dense) < 1e-8
+
+
+def test_exact_pinv_matches_the_dense_moore_penrose_inverse(small_op):
+    a = dense_matrix(small_op)
+    y = torch.randn(a.shape[0], generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    assert rel(small_op.A_dagger(as_measurements(small_op, y)).flatten(), torch.linalg.pinv(a) @ y) < 1e-6
 
 
 def test_back_projection_is_consistent_for_noiseless_y(op):
@@ -91,7 +113,7 @@ def test_back_projection_is_consistent_for_noiseless_y(op):
 def test_bicubic_matches_pytorch_antialiased_interpolate():
     x = torch.rand(2, 3, N, N, dtype=torch.float64)
     for scale in (2, 4, 8):
-        op = build_operator(TaskSpec("t", "sr_bicubic", scale=scale), N)
+        op = TaskSpec.of("t", "sr_bicubic", scale=scale).build(N)
         ref = F.interpolate(x, scale_factor=1 / scale, mode="bicubic", antialias=True, align_corners=False)
         assert rel(op.A(x), ref) < 1e-6
 
@@ -100,7 +122,7 @@ def test_blur_matches_reflect_padded_convolution():
     from iagan.operators.deblur_gaussian import gaussian_kernel_1d
 
     x = torch.rand(1, 3, N, N, dtype=torch.float64)
-    op = build_operator(TaskSpec("t", "deblur_gaussian", kernel=9), N)
+    op = TaskSpec.of("t", "deblur_gaussian", kernel=9).build(N)
     g = gaussian_kernel_1d(9, 1.7)
     k2 = torch.outer(g, g).expand(3, 1, 9, 9)
     ref = F.conv2d(F.pad(x, (4, 4, 4, 4), mode="reflect"), k2, groups=3)
@@ -124,6 +146,22 @@ def test_masks_are_seeded():
     assert vd[0, 0] and torch.equal(vd, torch.flip(vd, dims=(0, 1)))
 
 
+def test_gaussian_cs_matrix_is_seeded_and_scaled():
+    spec = TaskSpec.of("t", "cs_gaussian", ratio=0.25)
+    a, again, other = spec.build(N, seed=1), spec.build(N, seed=1), spec.build(N, seed=2)
+    m, n = a.matrix.shape
+    assert (m, n) == (round(0.25 * 3 * N * N), 3 * N * N)
+    assert torch.equal(a.matrix, again.matrix) and not torch.equal(a.matrix, other.matrix)
+    assert abs(float(a.matrix.var()) * m - 1) < 0.05  # entries N(0, 1/m)
+    x = torch.rand(2, 3, N, N, dtype=torch.float64)
+    assert a.A(x).shape == (2, m) and a.observation_image(a.A(x), N).shape == (2, 3, N, N)
+
+
+def test_gaussian_cs_refuses_a_matrix_too_large():
+    with pytest.raises(UserError, match="use cs_fft"):
+        TaskSpec.of("big", "cs_gaussian", ratio=0.5).build(1024)
+
+
 @pytest.mark.parametrize(
     "entry, resolution, message",
     [
@@ -135,8 +173,13 @@ def test_masks_are_seeded():
         (dict(operator="deblur_gaussian", kernel=8), 64, "odd"),
         (dict(operator="deblur_gaussian", kernel=65), 64, "larger than"),
         (dict(operator="cs_fft", ratio=0.5, mask="radial"), 64, "mask"),
+        (dict(operator="cs_gaussian", ratio=0.3, scale=2), 64, "unknown setting scale"),
+        (dict(operator="sr_bicubic", scael=2), 64, "did you mean scale"),
+        (dict(operator="sr_bicubic"), 64, "needs `scale`"),
+        (dict(operator="sr_bicubic", scale=2, noise=float("nan")), 64, "finite"),
+        (dict(operator="deblur_gaussian", sigma="1e-9x"), 64, "sigma"),
     ],
 )
 def test_bad_operator_settings_are_refused_in_plain_words(entry, resolution, message):
     with pytest.raises(UserError, match=message):
-        build_operator(TaskSpec.from_params("bad", entry), resolution)
+        TaskSpec.from_entry("bad", entry).build(resolution)

@@ -269,14 +269,14 @@ def test_registry_builds_pggans_by_name(tmp_path):
 @pytest.mark.parametrize("train_wscale", [True, False])
 def test_csgm_ia_bp_run_on_a_small_pggan(tmp_path, train_wscale):
     from iagan.generators import to_unit_range
-    from iagan.operators import TaskSpec, build_operator
+    from iagan.operators import TaskSpec
     from iagan.reconstruct.bp import back_project
     from iagan.reconstruct.csgm import run_csgm
     from iagan.reconstruct.ia import run_ia
 
     torch.save(theano_state(CHANNELS, torch.Generator().manual_seed(0)), tmp_path / "t.pth")
     net = load_generator("auto", str(tmp_path / "t.pth"), train_wscale=train_wscale)
-    op = build_operator(TaskSpec("t", "sr_bicubic", scale=2), net.resolution)
+    op = TaskSpec.of("t", "sr_bicubic", scale=2).build(net.resolution)
     with torch.no_grad():
         truth = to_unit_range(net(torch.randn(2, 32, generator=torch.Generator().manual_seed(5))))
     y = op.A(truth)

@@ -21,7 +21,7 @@ def synthetic_frame(seed=0) -> pd.DataFrame:
         for i, image in enumerate("abcd"):
             for k, method in enumerate(METHODS):
                 rows.append(dict(image=image, group="odd;real" if image == "d" else "real", task=task,
-                                 operator="sr_bicubic", setting=f"scale={scale}", paper_setting=paper, noise=float(noise),
+                                 family="sr", operator="sr_bicubic", setting=f"scale={scale}", paper_setting=paper, noise=float(noise),
                                  method=method, psnr=20 + k + rng.normal(), lpips=0.5 - 0.05 * k + 0.01 * rng.normal()))
     return pd.DataFrame(rows)
 
@@ -34,7 +34,7 @@ def cells(markdown: str, first_column: str) -> list[str]:
 @pytest.mark.parametrize("metric", ["psnr", "lpips"])
 def test_family_table_cells_are_the_mean_and_ci_of_the_per_image_rows(metric):
     frame, paper = synthetic_frame(), load_paper_tables()
-    table = family_table(frame, paper, "sr_bicubic", metric)
+    table = family_table(frame, paper, "sr", metric)
     assert f"**Table {1 if metric == 'psnr' else 2}:" in table
     for task in ("sr_a", "sr_b", "sr_c"):
         row = cells(table, task)
@@ -53,10 +53,10 @@ def test_family_table_cells_are_the_mean_and_ci_of_the_per_image_rows(metric):
 
 def test_trend_notes_state_ours_and_the_papers():
     frame = synthetic_frame()
-    notes = trend_notes(frame, load_paper_tables(), "sr_bicubic", "psnr")
+    notes = trend_notes(frame, load_paper_tables(), "sr", "psnr")
     assert "- IA beats CSGM (PSNR) in all rows: ours yes (3/3) / paper: yes (3/3) — agree" in notes
     frame.loc[(frame.task == "sr_a") & (frame.method == "ia"), "psnr"] = 0.0
-    assert "IA beats CSGM (PSNR) in all rows: ours no (2/3) / paper: yes (3/3) — differ" in trend_notes(frame, load_paper_tables(), "sr_bicubic", "psnr")
+    assert "IA beats CSGM (PSNR) in all rows: ours no (2/3) / paper: yes (3/3) — differ" in trend_notes(frame, load_paper_tables(), "sr", "psnr")
 
 
 def test_group_table_gives_n_and_no_ci_below_two_images():
@@ -101,15 +101,15 @@ def test_paper_code_noise_is_uniform_positive_and_standard_is_gaussian():
 
 
 def test_random_sigma_blur_is_an_explicit_reproducible_option():
-    from iagan.operators import TaskSpec, build_operator
+    from iagan.operators import TaskSpec
     from iagan.operators.deblur_gaussian import GaussianDeblur
 
-    spec = TaskSpec.from_params("b", {"operator": "deblur_gaussian", "kernel": 9, "sigma": "random"})
+    spec = TaskSpec.from_entry("b", {"operator": "deblur_gaussian", "kernel": 9, "sigma": "random"})
     x = torch.rand(1, 3, 32, 32, dtype=torch.float64)
-    op, again = build_operator(spec, 32, seed=3), build_operator(spec, 32, seed=3)
+    op, again = spec.build(32, seed=3), spec.build(32, seed=3)
     first, second = op.A(x), op.A(x)
     assert not torch.allclose(first, second)  # a new sigma on every call, as torchvision's GaussianBlur(9) did
     assert torch.equal(first, again.A(x))  # but seeded
     fixed = [GaussianDeblur(32, 9, s).A(x) for s in np.linspace(0.1, 2.0, 400)]
     assert min(float((f - first).abs().max()) for f in fixed) < 1e-2  # it is a Gaussian blur with sigma in [0.1, 2]
-    assert isinstance(build_operator(TaskSpec.from_params("b", {"operator": "deblur_gaussian"}), 32), GaussianDeblur)
+    assert isinstance(TaskSpec.from_entry("b", {"operator": "deblur_gaussian"}).build(32), GaussianDeblur)

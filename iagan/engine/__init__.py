@@ -1,5 +1,6 @@
 """How reconstructions run on the hardware: device, precision, compilation, chunks of images and torchrun
-shards (`engine.*` in params.yaml). The maths lives in `iagan.reconstruct`; nothing here changes it."""
+shards (`engine.*` in params.yaml, checked in iagan/config.py). The maths lives in `iagan.reconstruct`; nothing
+here changes it."""
 
 from __future__ import annotations
 
@@ -9,9 +10,6 @@ from dataclasses import dataclass
 import torch
 
 from iagan.errors import UserError
-
-PRECISIONS = ("fp32", "tf32", "bf16")
-IA_BATCHING = ("auto", "copies", "vmap")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -27,7 +25,8 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass(frozen=True)
 class Engine:
-    """Execution settings; every choice keeps the per-image results of the paper's equations (see README)."""
+    """Execution settings, resolved for this machine; every choice keeps the per-image results of the paper's
+    equations (see README)."""
 
     device: torch.device = torch.device("cpu")
     precision: str = "fp32"  # fp32 | tf32 (CUDA matmuls/convs) | bf16 (autocast; fp32 weights, latents and loss)
@@ -35,27 +34,14 @@ class Engine:
     max_chunk: int | None = None  # images per chunk; None = as many as memory allows
     ia_batching: str = "auto"  # copies (one module per image) | vmap (stacked weights, torch.func) | auto
 
-    def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise UserError(f"engine.precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
-        if self.ia_batching not in IA_BATCHING:
-            raise UserError(f"engine.ia_batching must be one of {', '.join(IA_BATCHING)}, got '{self.ia_batching}'")
-        if self.max_chunk is not None and (int(self.max_chunk) != self.max_chunk or self.max_chunk < 1):
-            raise UserError(f"engine.max_chunk must be a whole number >= 1 or null, got {self.max_chunk}")
-
     @classmethod
-    def from_params(cls, params: dict) -> "Engine":
-        """engine.* from params.yaml; `precision: auto` is fp32 on CPU (exact, repeatable) and bf16 on CUDA."""
-        cfg = dict(params.get("engine") or {})
-        known = {"device", "precision", "compile", "max_chunk", "ia_batching", "launch"}
-        unknown = set(cfg) - known
-        if unknown:
-            raise UserError(f"unknown engine setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
-        cfg.pop("launch", None)  # used by dvc.yaml's stage command only
-        device = resolve_device(str(cfg.pop("device", "auto")))
-        if cfg.get("precision", "auto") == "auto":
-            cfg["precision"] = "bf16" if device.type == "cuda" else "fp32"
-        return cls(device=device, **cfg)
+    def from_config(cls, cfg) -> "Engine":
+        """From the checked `engine` section (iagan.config.EngineConfig); `precision: auto` is fp32 on CPU (exact,
+        repeatable) and bf16 on CUDA."""
+        device = resolve_device(cfg.device)
+        precision = ("bf16" if device.type == "cuda" else "fp32") if cfg.precision == "auto" else cfg.precision
+        return cls(device=device, precision=precision, compile=cfg.compile, max_chunk=cfg.max_chunk,
+                   ia_batching=cfg.ia_batching)
 
     @property
     def ia_mode(self) -> str:

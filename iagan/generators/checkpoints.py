@@ -15,14 +15,19 @@ from pathlib import Path
 import torch
 
 from iagan.errors import UserError
+from iagan.generators import GENERATORS
 from iagan.generators.pggan import GenforcePGGAN, TheanoPGGAN, ZooPGGAN
 
-FORMATS = {  # format -> (generator names, signature keys a state dict of this layout must hold)
-    "theano": (("pggan-iagan-1024",), ("features.0.conv.weight", "features.0.wscale.scale", "output.conv.weight", "output.wscale.b")),
-    "zoo": (("pggan-zoo-256", "pggan-zoo-512"), ("formatLayer.module.weight", "groupScale0.0.module.weight", "toRGBLayers.0.module.weight")),
-    "genforce": (("pggan-genforce-1024",), ("layer0.weight", "layer1.weight", "output0.weight", "lod")),
+SIGNATURES = {  # layout -> keys a state dict of that layout must hold
+    "theano": ("features.0.conv.weight", "features.0.wscale.scale", "output.conv.weight", "output.wscale.b"),
+    "zoo": ("formatLayer.module.weight", "groupScale0.0.module.weight", "toRGBLayers.0.module.weight"),
+    "genforce": ("layer0.weight", "layer1.weight", "output0.weight", "lod"),
 }
-EXPECTED_RESOLUTION = {"pggan-iagan-1024": 1024, "pggan-zoo-256": 256, "pggan-zoo-512": 512, "pggan-genforce-1024": 1024}
+
+
+def names_of(layout: str) -> list[str]:
+    """The generator names (iagan.generators.GENERATORS) of a checkpoint layout."""
+    return [name for name, kind in GENERATORS.items() if kind.layout == layout]
 
 
 class ZooConfig:
@@ -79,12 +84,12 @@ def _with_module_infix(state: dict) -> dict:
 
 
 def detect_format(state: dict) -> str:
-    scores = {fmt: sum(k in state for k in sig) / len(sig) for fmt, (_, sig) in FORMATS.items()}
+    scores = {fmt: sum(k in state for k in sig) / len(sig) for fmt, sig in SIGNATURES.items()}
     best = max(scores, key=scores.get)
     if scores[best] < 1:
-        missing = [k for k in FORMATS[best][1] if k not in state][:3]
-        unexpected = [k for k in state if not any(k.split(".")[0] == s.split(".")[0] for s in FORMATS[best][1])][:3]
-        raise UserError(f"unknown checkpoint layout; closest is '{best}' ({', '.join(FORMATS[best][0])}) but it lacks "
+        missing = [k for k in SIGNATURES[best] if k not in state][:3]
+        unexpected = [k for k in state if not any(k.split(".")[0] == s.split(".")[0] for s in SIGNATURES[best])][:3]
+        raise UserError(f"unknown checkpoint layout; closest is '{best}' ({', '.join(names_of(best))}) but it lacks "
                         f"{', '.join(missing)}" + (f" and has unexpected {', '.join(unexpected)}" if unexpected else ""))
     return best
 
@@ -116,8 +121,8 @@ def load_pggan(name: str, checkpoint: str | Path | None, train_wscale: bool = Tr
         raise UserError(f"generator {name} needs generator.checkpoint: the path of the downloaded .pth (see README)")
     state, extra = generator_state(safe_load(checkpoint))
     fmt = detect_format(state)
-    if name != "auto" and name not in FORMATS[fmt][0]:
-        raise UserError(f"{Path(checkpoint).name} is a '{fmt}' checkpoint ({', '.join(FORMATS[fmt][0])}), not {name}; "
+    if name != "auto" and GENERATORS[name].layout != fmt:
+        raise UserError(f"{Path(checkpoint).name} is a '{fmt}' checkpoint ({', '.join(names_of(fmt))}), not {name}; "
                         f"set generator.name to auto or to the matching name")
     net = build(fmt, state, extra)
     try:
@@ -125,10 +130,10 @@ def load_pggan(name: str, checkpoint: str | Path | None, train_wscale: bool = Tr
     except RuntimeError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()][1:4]
         raise UserError(f"{Path(checkpoint).name} does not match the '{fmt}' layout: {'; '.join(lines)[:300]}") from None
-    if name in EXPECTED_RESOLUTION and net.resolution != EXPECTED_RESOLUTION[name]:
+    expected = GENERATORS[name].resolution
+    if expected is not None and net.resolution != expected:
         raise UserError(f"{Path(checkpoint).name} generates {net.resolution}px images, but {name} is "
-                        f"{EXPECTED_RESOLUTION[name]}px; set generator.name to auto")
-    frozen = {n for n, _ in net.named_parameters() if n.endswith("wscale.scale")} if not train_wscale else set()
-    net.ia_frozen = frozenset(frozen)
-    net.layout = fmt
+                        f"{expected}px; set generator.name to auto")
+    if not train_wscale:
+        net.freeze_for_ia(n for n, _ in net.named_parameters() if n.endswith("wscale.scale"))
     return net.eval()

@@ -14,13 +14,17 @@ import torch
 from torch import nn
 
 from iagan.errors import UserError
+from iagan.generators.base import Generator
 
 LATENT_DIM = 100
 RESOLUTION = 64
 
 
-class DCGANGenerator(nn.Module):
+class DCGANGenerator(Generator):
     """z (N, nz, 1, 1) -> image (N, 3, 64, 64) in [-1, 1]; key names `main.{i}` match the checkpoint."""
+
+    layout = "dcgan"
+    resolution = RESOLUTION
 
     def __init__(self, nz: int = LATENT_DIM, ngf: int = 64, nc: int = 3) -> None:
         super().__init__()
@@ -31,10 +35,11 @@ class DCGANGenerator(nn.Module):
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride, pad, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True)]
         layers += [nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
-        self.latent_shape = (nz, 1, 1)
-        self.resolution = RESOLUTION
-        self.layout = "dcgan"
-        self.ia_frozen: frozenset[str] = frozenset()  # image adaptation trains every weight
+        self.nz = nz
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return (self.nz, 1, 1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """The first layer maps a 1x1 input to 4x4: a transposed convolution that is exactly one matrix product

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iagan.generators.base import Generator
+
 LRELU = 0.2
 
 
@@ -66,11 +68,10 @@ def as_image_latent(z: torch.Tensor) -> torch.Tensor:
     return z.view(z.shape[0], -1, 1, 1)
 
 
-class _PGGAN(nn.Module):
+class _PGGAN(Generator):
     """Shared interface: `latent_shape`, `resolution`, forward(z) -> (N, 3, R, R)."""
 
     latent_dim: int
-    resolution: int
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
@@ -114,6 +115,8 @@ class TheanoBlock(nn.Module):
 class TheanoPGGAN(_PGGAN):
     """`features.{0..2k+1}` blocks and `output`; channels read from the checkpoint (512 ... 16 for 1024 px)."""
 
+    layout = "theano"
+
     def __init__(self, channels: list[int]) -> None:
         super().__init__()
         blocks = [TheanoBlock(channels[0], channels[0], 4, 3, False), TheanoBlock(channels[0], channels[0], 3, 1, False)]
@@ -148,6 +151,8 @@ def zoo_conv(c_in: int, c_out: int, kernel: int) -> EqualizedLayer:
 
 class ZooPGGAN(_PGGAN):
     """formatLayer (latent -> 4x4xC0), groupScale0, scaleLayers per doubling, toRGBLayers; optional fade-in alpha."""
+
+    layout = "zoo"
 
     def __init__(self, latent_dim: int, channels: list[int], alpha: float = 0.0) -> None:
         super().__init__()
@@ -202,6 +207,8 @@ class GenforceBlock(nn.Module):
 
 class GenforcePGGAN(_PGGAN):
     """`layer{0..2k+1}` and `output{0..k}` (toRGB per resolution; the last one is the final output, lod 0)."""
+
+    layout = "genforce"
 
     def __init__(self, channels: list[int]) -> None:
         super().__init__()

@@ -1,93 +1,100 @@
-"""Degradation operators by name, built from a task's settings (one place validates them all)."""
+"""Degradation operators by name (`OPERATORS`), and the task specs that select and set them.
+
+An operator class says everything about its tasks (see `iagan.operators.base.Operator`): adding one is a module
+with its class and one line in `OPERATORS`.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
+from iagan.checks import did_you_mean, known_keys, non_negative, optional, text
 from iagan.errors import UserError
-from iagan.operators.base import Operator, SeparableOperator
-from iagan.operators.cs_fft import FFTSubsampling, uniform_mask, variable_density_mask
-from iagan.operators.deblur_gaussian import GaussianDeblur, RandomSigmaBlur
+from iagan.operators.base import REQUIRED, Operator, SeparableOperator
+from iagan.operators.cs_fft import FFTSubsampling
+from iagan.operators.cs_gaussian import GaussianCS
+from iagan.operators.deblur_gaussian import GaussianDeblur
 from iagan.operators.sr_bicubic import BicubicSR
 
-OPERATORS = ("sr_bicubic", "cs_fft", "deblur_gaussian")
-CS_MASKS = ("uniform", "variable_density")
+OPERATORS: dict[str, type[Operator]] = {cls.name: cls for cls in (BicubicSR, FFTSubsampling, GaussianDeblur, GaussianCS)}
+COMMON = {"noise": (non_negative, 0.0), "paper": (optional(text), None)}  # every task's keys besides `operator`
 
-__all__ = ["OPERATORS", "Operator", "SeparableOperator", "TaskSpec", "build_operator"]
+__all__ = ["OPERATORS", "Operator", "SeparableOperator", "TaskSpec"]
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One cell of the paper's grid: an operator, its setting, and the noise level in /255 units."""
+    """One cell of the grid: an operator, its own settings (`options`), the noise level in /255 units, and the
+    paper's table row it is compared with (`paper`, e.g. "scale=8"; by default the operator's own setting)."""
 
     name: str
     operator: str
     noise: float = 0.0
-    scale: int | None = None
-    ratio: float | None = None
-    kernel: int | None = None
-    sigma: float | str | None = None  # deblur: fixed sigma, or "random" (the replication's per-call bug)
-    mask: str = "uniform"
-    paper: str | None = None  # the paper-table setting this task is compared with, e.g. "scale=8"
+    paper: str | None = None
+    options: tuple[tuple[str, Any], ...] = ()
 
     @classmethod
-    def from_params(cls, name: str, entry: dict, cs_mask: str = "uniform") -> "TaskSpec":
+    def from_entry(cls, name: str, entry: dict, defaults: dict | None = None) -> "TaskSpec":
+        """Read and check a task of params.yaml; `defaults` fills options the task leaves out (e.g. cs.mask)."""
+        where = f"task '{name}'"
         if not isinstance(entry, dict) or "operator" not in entry:
-            raise UserError(f"task '{name}' needs an `operator:` ({', '.join(OPERATORS)}) in params.yaml")
+            raise UserError(f"{where} needs an `operator:` ({', '.join(OPERATORS)}) in params.yaml")
         entry = dict(entry)
-        operator = entry.pop("operator")
-        if operator not in OPERATORS:
-            raise UserError(f"task '{name}': unknown operator '{operator}'; choose one of {', '.join(OPERATORS)}")
-        allowed = {"noise", "scale", "ratio", "kernel", "sigma", "mask", "paper"}
-        unknown = sorted(set(entry) - allowed)
-        if unknown:
-            raise UserError(f"task '{name}': unknown setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
-        spec = cls(name=name, operator=operator, mask=entry.pop("mask", cs_mask), **entry)
-        spec.check()
-        return spec
+        name_of_op = entry.pop("operator")
+        if name_of_op not in OPERATORS:
+            raise UserError(f"{where}: unknown operator '{name_of_op}'{did_you_mean(str(name_of_op), OPERATORS)}; "
+                            f"choose one of {', '.join(OPERATORS)}")
+        op = OPERATORS[name_of_op]
+        known_keys(where, entry, [*COMMON, *op.options])
+        read = lambda key, reader, default: reader(f"{where}: {key}", entry[key]) if key in entry else default
+        common = {key: read(key, reader, default) for key, (reader, default) in COMMON.items()}
+        options = []
+        for key, (reader, default) in op.options.items():
+            value = read(key, reader, (defaults or {}).get(key, default))
+            if value is REQUIRED:
+                raise UserError(f"{where}: {op.name} needs `{key}`")
+            options.append((key, value))
+        return cls(name=name, operator=op.name, options=tuple(options), **common)
 
-    def check(self) -> None:
-        if self.noise is None or float(self.noise) < 0:
-            raise UserError(f"task '{self.name}': noise must be >= 0 (in /255 units), got {self.noise}")
-        if self.operator == "sr_bicubic" and (self.scale is None or int(self.scale) != self.scale or self.scale < 1):
-            raise UserError(f"task '{self.name}': sr_bicubic needs an integer `scale` >= 1, got {self.scale}")
-        if self.operator == "cs_fft":
-            if self.ratio is None or not 0 < float(self.ratio) <= 1:
-                raise UserError(f"task '{self.name}': cs_fft `ratio` (fraction of FFT coefficients kept) must be in (0, 1], got {self.ratio}")
-            if self.mask not in CS_MASKS:
-                raise UserError(f"task '{self.name}': unknown cs mask '{self.mask}'; choose {' or '.join(CS_MASKS)}")
-        if self.operator == "deblur_gaussian":
-            k = 9 if self.kernel is None else self.kernel
-            if int(k) != k or k < 1 or k % 2 == 0:
-                raise UserError(f"task '{self.name}': blur `kernel` must be an odd positive integer, got {k}")
-            if self.sigma != "random" and self.sigma is not None and (isinstance(self.sigma, str) or self.sigma <= 0):
-                raise UserError(f"task '{self.name}': blur `sigma` must be > 0 or `random`, got {self.sigma}")
+    @classmethod
+    def of(cls, name: str, operator: str, **settings) -> "TaskSpec":
+        """A checked spec from keyword settings (tests, `iagan reconstruct`)."""
+        return cls.from_entry(name, {"operator": operator, **settings})
+
+    @property
+    def op_class(self) -> type[Operator]:
+        return OPERATORS[self.operator]
+
+    def option(self, key: str) -> Any:
+        return dict(self.options)[key]
+
+    @property
+    def family(self) -> str:
+        return self.op_class.family
 
     @property
     def setting(self) -> str:
         """The paper tables' setting label, for example `scale=8` or `ratio=0.3`."""
-        if self.operator == "sr_bicubic":
-            return f"scale={self.scale}"
-        if self.operator == "cs_fft":
-            return f"ratio={self.ratio}"
-        return f"kernel={self.kernel or 9}"
+        key = self.op_class.setting_key
+        return f"{key}={self.option(key)}"
 
+    @property
+    def paper_setting(self) -> str | None:
+        """The paper's row this task is compared with: `paper`, or the task's own setting where it has one there."""
+        return self.paper or (self.setting if self.op_class.compared_with_paper else None)
 
-def build_operator(spec: TaskSpec, resolution: int, seed: int = 0) -> Operator:
-    """The operator of a task for images of `resolution` x `resolution` pixels (`seed` draws the CS mask)."""
-    if spec.operator == "sr_bicubic":
-        if resolution % spec.scale:
-            raise UserError(
-                f"task '{spec.name}': scale {spec.scale} does not divide the generator resolution {resolution}; "
-                f"pick a divisor such as {', '.join(str(s) for s in (2, 4, 8, 16, 32) if resolution % s == 0)}"
-            )
-        return BicubicSR(resolution, int(spec.scale))
-    if spec.operator == "cs_fft":
-        make_mask = uniform_mask if spec.mask == "uniform" else variable_density_mask
-        return FFTSubsampling(make_mask(resolution, float(spec.ratio), seed))
-    kernel = int(spec.kernel or 9)
-    if kernel > resolution:
-        raise UserError(f"task '{spec.name}': blur kernel {kernel} is larger than the {resolution}px image; use a smaller odd kernel")
-    if spec.sigma == "random":
-        return RandomSigmaBlur(resolution, kernel, seed)
-    return GaussianDeblur(resolution, kernel, spec.sigma)
+    def build(self, resolution: int, seed: int = 0) -> Operator:
+        """The operator for images of `resolution` pixels; `seed` draws its random parts (a mask, a matrix)."""
+        return self.op_class.build(self, resolution, seed)
+
+    def to_json(self) -> str:
+        return json.dumps({"name": self.name, "operator": self.operator, "noise": self.noise, "paper": self.paper,
+                           "options": dict(self.options)})
+
+    @classmethod
+    def from_json(cls, text: str) -> "TaskSpec":
+        fields = json.loads(text)
+        return cls(name=fields["name"], operator=fields["operator"], noise=fields["noise"], paper=fields["paper"],
+                   options=tuple(fields["options"].items()))

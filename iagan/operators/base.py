@@ -4,19 +4,46 @@ Every operator maps images x (N, 3, H, W) to measurements y and offers, as in de
 `A`, its exact adjoint `A_adjoint`, the pseudo-inverse `A_dagger(y, eps)` = A^T (A A^T + eps I)^-1 y
 (eps = 0 gives the Moore-Penrose A^+ of the paper's back-projection, eqs. 5-6) and `naive(y)`, the
 reconstruction the paper's tables call "Naive".
+
+Each operator class also describes its tasks (`iagan.operators.TaskSpec`): the settings a task may give it
+(`options`: key -> (reader, default); `REQUIRED` for none), its report family (the paper's table pair), the
+setting label of the paper's tables, how it is built from a spec, and how its observation is drawn in figures.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+
+from iagan.checks import Reader
+
+if TYPE_CHECKING:
+    from iagan.operators import TaskSpec
+
+REQUIRED = object()  # an option without a default
 
 
 class Operator(ABC):
     """A linear degradation y = A x acting on batches of RGB images."""
 
-    name: str
+    name: ClassVar[str]
+    family: ClassVar[str]  # "sr" | "cs" | "deblur": which of the paper's table pairs its tasks belong to
+    options: ClassVar[dict[str, tuple[Reader, Any]]]
+    setting_key: ClassVar[str]  # the option the paper's tables label rows by ("scale=8", "ratio=0.3")
+    compared_with_paper: ClassVar[bool] = True  # whether its setting labels a row of the paper's tables
+    describe: ClassVar[str]  # one sentence for the report: what its setting means and what Naive is
+
+    @classmethod
+    @abstractmethod
+    def build(cls, spec: "TaskSpec", resolution: int, seed: int) -> "Operator":
+        """The operator of a task for images of `resolution` pixels (`seed` draws random parts, e.g. a mask)."""
+
+    def observation_image(self, y: torch.Tensor, resolution: int) -> torch.Tensor:
+        """What a person would look at for y in the report's figures: A^T y (operators whose y is an image
+        override this)."""
+        return self.A_adjoint(y).float()
 
     @abstractmethod
     def A(self, x: torch.Tensor) -> torch.Tensor: ...
@@ -64,6 +91,10 @@ class SeparableOperator(Operator):
     def A(self, x: torch.Tensor) -> torch.Tensor:
         m, _, _ = self._mats(x)
         return m @ x @ m.T
+
+    def observation_image(self, y: torch.Tensor, resolution: int) -> torch.Tensor:
+        """y is an image: shown as it is, enlarged without interpolation where it is smaller (SR)."""
+        return torch.nn.functional.interpolate(y.float(), size=(resolution, resolution), mode="nearest")
 
     def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
         m, _, _ = self._mats(y)

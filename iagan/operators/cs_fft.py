@@ -13,7 +13,10 @@ import math
 
 import torch
 
-from iagan.operators.base import Operator
+from iagan.checks import choice, fraction
+from iagan.operators.base import REQUIRED, Operator
+
+CS_MASKS = ("uniform", "variable_density")
 
 
 def uniform_mask(size: int, ratio: float, seed: int) -> torch.Tensor:
@@ -48,6 +51,16 @@ def variable_density_mask(size: int, ratio: float, seed: int) -> torch.Tensor:
 
 class FFTSubsampling(Operator):
     name = "cs_fft"
+    family = "cs"
+    options = {"ratio": (fraction, REQUIRED), "mask": (choice(*CS_MASKS), "uniform")}  # params: cs.mask unless the task sets it
+    setting_key = "ratio"
+    describe = ("ratio = fraction of FFT coefficients kept (seeded uniform mask, DC kept, same mask for R, G, B; "
+                "`mask: variable_density` is the official code's); Naive = A^T y (the zero-filled inverse FFT).")
+
+    @classmethod
+    def build(cls, spec, resolution: int, seed: int) -> "FFTSubsampling":
+        make_mask = uniform_mask if spec.option("mask") == "uniform" else variable_density_mask
+        return cls(make_mask(resolution, spec.option("ratio"), seed))
 
     def __init__(self, mask: torch.Tensor) -> None:
         self.mask = mask.bool()

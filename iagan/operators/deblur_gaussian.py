@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import torch
 
+from iagan.checks import choice, either, optional, positive, whole
+from iagan.errors import UserError
 from iagan.operators.base import SeparableOperator
+
+
+def odd_kernel(key: str, raw) -> int:
+    value = whole(1)(key, raw)
+    if value % 2 == 0:
+        raise UserError(f"{key} must be an odd positive integer (a blur kernel size), got {raw}")
+    return value
 
 
 def default_sigma(kernel: int) -> float:
@@ -40,6 +49,21 @@ class GaussianDeblur(SeparableOperator):
     """Blur with a fixed Gaussian (torchvision's default sigma for the kernel when none is given)."""
 
     name = "deblur_gaussian"
+    family = "deblur"
+    options = {"kernel": (odd_kernel, 9), "sigma": (optional(either(choice("random"), positive)), None)}
+    setting_key = "kernel"
+    describe = ("k x k Gaussian blur with reflect padding, sigma fixed (1.7 for kernel 9) unless a task sets "
+                "`sigma: random`; Naive = A^+ y (regularised when y is noisy).")
+
+    @classmethod
+    def build(cls, spec, resolution: int, seed: int) -> "GaussianDeblur":
+        kernel = spec.option("kernel")
+        if kernel > resolution:
+            raise UserError(f"task '{spec.name}': blur kernel {kernel} is larger than the {resolution}px image; "
+                            "use a smaller odd kernel")
+        if spec.option("sigma") == "random":
+            return RandomSigmaBlur(resolution, kernel, seed)
+        return cls(resolution, kernel, spec.option("sigma"))
 
     def __init__(self, resolution: int, kernel: int = 9, sigma: float | None = None) -> None:
         self.kernel = kernel

@@ -11,7 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from iagan.operators.base import SeparableOperator
+from iagan.checks import whole
+from iagan.errors import UserError
+from iagan.operators.base import REQUIRED, SeparableOperator
 
 
 def keys_cubic(t: torch.Tensor, a: float = -0.5) -> torch.Tensor:
@@ -33,6 +35,19 @@ def bicubic_downsampling_matrix(n: int, scale: int) -> torch.Tensor:
 
 class BicubicSR(SeparableOperator):
     name = "sr_bicubic"
+    family = "sr"
+    options = {"scale": (whole(1), REQUIRED)}
+    setting_key = "scale"
+    describe = "antialiased bicubic downsampling (Keys, a = -0.5) by `scale`; Naive = bicubic upsampling."
+
+    @classmethod
+    def build(cls, spec, resolution: int, seed: int) -> "BicubicSR":
+        scale = spec.option("scale")
+        if resolution % scale:
+            divisors = ", ".join(str(s) for s in (2, 4, 8, 16, 32) if resolution % s == 0)
+            raise UserError(f"task '{spec.name}': scale {scale} does not divide the generator resolution {resolution}; "
+                            f"pick a divisor such as {divisors}")
+        return cls(resolution, scale)
 
     def __init__(self, resolution: int, scale: int) -> None:
         self.scale = scale

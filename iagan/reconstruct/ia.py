@@ -59,17 +59,12 @@ def adam(params, lr: float) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, fused=True)
 
 
-def trainable_names(generator) -> list[str]:
-    frozen = getattr(generator, "ia_frozen", frozenset())  # e.g. PGGAN scales with ia.train_wscale false
-    return [name for name, _ in generator.named_parameters() if name not in frozen]
-
-
 def weight_scales(generator, floor: float = RMS_FLOOR) -> dict[str, float]:
     """Every IA-trained tensor's root mean square in the pretrained generator, at least `floor` (tensors that
     start at zero, such as fresh biases, would otherwise never move)."""
     params = dict(generator.named_parameters())
     return {name: max(float(params[name].detach().double().pow(2).mean().sqrt()), floor)
-            for name in trainable_names(generator)}
+            for name in generator.ia_names()}
 
 
 def discrepancy_level(tau: float | None, noise: float) -> float | None:
@@ -90,7 +85,7 @@ class Copies:
 
     def __init__(self, generator, n: int, precision: str) -> None:
         self.base, self.precision = generator, precision
-        self.names = trainable_names(generator)
+        self.names = generator.ia_names()
         self.copies = [copy.deepcopy(generator).eval() for _ in range(n)]
         self.params = [dict(g.named_parameters()) for g in self.copies]
         self.weights = [p[name].requires_grad_(True) for p in self.params for name in self.names]
@@ -119,7 +114,7 @@ class Stacked:
 
     def __init__(self, generator, n: int, precision: str, compile: bool | str) -> None:
         self.base, self.precision, self.n = generator, precision, n
-        self.names = trainable_names(generator)
+        self.names = generator.ia_names()
         own = dict(generator.named_parameters())
         self.stacked = {k: own[k].detach().unsqueeze(0).repeat(n, *[1] * own[k].dim()).requires_grad_(True) for k in self.names}
         # frozen weights and buffers, cast once to the dtype the forward runs in (bf16 casts them explicitly below)

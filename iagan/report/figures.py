@@ -9,20 +9,25 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
+from iagan import artifacts as art  # noqa: E402
+from iagan.artifacts import METHODS  # noqa: E402
 from iagan.io import atomic_path  # noqa: E402
 
-COLUMNS = ("original", "observation", "naive", "csgm", "csgm_bp", "ia", "ia_bp")
-TITLES = {"original": "Original", "observation": "Observation", "naive": "Naive", "csgm": "CSGM",
-          "csgm_bp": "CSGM-BP", "ia": "IA", "ia_bp": "IA-BP"}
+TITLES = {"original": "Original", "observation": "Observation", **{name: m.title for name, m in METHODS.items()}}
+COLUMNS = tuple(TITLES)
 
 
-def observation_image(op, y: torch.Tensor, resolution: int) -> torch.Tensor:
-    """What a person would look at: the low-res image (nearest-upscaled), the blurred image, or A^T y for CS."""
-    if y.dim() == 4:
-        return torch.nn.functional.interpolate(y.float(), size=(resolution, resolution), mode="nearest")
-    return op.A_adjoint(y).float()
+def task_figure(task: str, images: "art.Prepared", rows: int) -> None:
+    """Figures 1-3, one task: its first `rows` images, original, observation and every method's reconstruction."""
+    rows = min(rows, len(images.ids))
+    truth = images.pixels[:rows]
+    obs = art.load_observation(task)
+    panels = {"original": truth.numpy(),
+              "observation": obs.operator().observation_image(obs.y[:rows], truth.shape[-1]).numpy(),
+              **{method: np.asarray(x[:rows]) for method, x in art.reconstructions(task).items()}}
+    save_grid(art.FIGURES / f"{task}.png", panels, images.ids[:rows],
+              f"{task}: {obs.spec.setting}, noise {obs.spec.noise:g}/255")
 
 
 def save_grid(path: str | Path, panels: dict[str, np.ndarray], ids: list[str], title: str) -> None:

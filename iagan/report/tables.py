@@ -12,16 +12,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from iagan.artifacts import METHODS
 from iagan.metrics import mean_ci
 
 PAPER_TABLES = Path(__file__).resolve().parents[2] / "reference" / "paper_tables.csv"
-FAMILIES = {  # operator -> (title, paper table for PSNR, paper table for LPIPS)
-    "sr_bicubic": ("Bicubic super-resolution", 1, 2),
-    "cs_fft": ("Compressed sensing, subsampled FFT", 3, 4),
-    "deblur_gaussian": ("Gaussian deblurring", 5, 6),
+FAMILIES = {  # operator family (iagan.operators: Operator.family) -> (title, paper table for PSNR, for LPIPS)
+    "sr": ("Bicubic super-resolution", 1, 2),
+    "cs": ("Compressed sensing", 3, 4),
+    "deblur": ("Gaussian deblurring", 5, 6),
 }
 METRICS = {"psnr": ("PSNR (dB, higher is better)", max), "lpips": ("LPIPS alex v0.1 (lower is better)", min)}
-METHOD_TITLES = {"naive": "Naive", "csgm": "CSGM", "csgm_bp": "CSGM-BP", "ia": "IA", "ia_bp": "IA-BP"}
+METHOD_TITLES = {name: m.title for name, m in METHODS.items()}
 PAPER_GROUPS = {"all": "general"}  # our group name -> the paper's Table 7 name, where they differ
 # (claim, better method, worse method): the trends the paper's text draws from Tables 1-6
 TRENDS = [("IA beats CSGM", "ia", "csgm"), ("BP improves CSGM", "csgm_bp", "csgm"), ("BP improves IA", "ia_bp", "ia")]
@@ -57,16 +58,16 @@ def paper_cell(value: tuple[float, float] | None, metric: str) -> str:
     return "–" if value is None else fmt(*value, digits(metric))
 
 
-def table_number(operator: str, metric: str) -> int:
-    _, psnr_table, lpips_table = FAMILIES[operator]
+def table_number(family: str, metric: str) -> int:
+    _, psnr_table, lpips_table = FAMILIES[family]
     return psnr_table if metric == "psnr" else lpips_table
 
 
-def family_table(frame: pd.DataFrame, paper: pd.DataFrame, operator: str, metric: str) -> str:
+def family_table(frame: pd.DataFrame, paper: pd.DataFrame, family: str, metric: str) -> str:
     """Table 1-6 in the paper's layout; each cell "ours mean ± CI (paper mean ± CI)", our best per row in bold."""
-    table_no = table_number(operator, metric)
+    table_no = table_number(family, metric)
     title, best_of = METRICS[metric]
-    part = frame[frame.operator == operator]
+    part = frame[frame.family == family]
     methods = [m for m in METHOD_TITLES if m in set(part.method.astype(str))]
     lines = [f"**Table {table_no}: {title}**; the paper's value in parentheses.", "",
              "| task | setting (paper's) | noise /255 | " + " | ".join(METHOD_TITLES[m] for m in methods) + " |",
@@ -80,7 +81,8 @@ def family_table(frame: pd.DataFrame, paper: pd.DataFrame, operator: str, metric
             ours = fmt(*stats[m], digits(metric))
             ours = f"**{ours}**" if m == best else ours
             cells.append(f"{ours} ({paper_cell(paper_value(paper, table_no, first.paper_setting, first.noise, m, metric), metric)})")
-        setting = first.setting if first.setting == first.paper_setting else f"{first.setting} ({first.paper_setting})"
+        setting = (first.setting if first.setting == first.paper_setting else
+                   f"{first.setting} ({first.paper_setting or f'{first.operator}: not in the paper'})")
         lines.append(f"| {task} | {setting} | {first.noise:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -89,12 +91,13 @@ def better(a: float, b: float, metric: str) -> bool:
     return a > b if metric == "psnr" else a < b
 
 
-def trend_notes(frame: pd.DataFrame, paper: pd.DataFrame, operator: str, metric: str) -> str:
+def trend_notes(frame: pd.DataFrame, paper: pd.DataFrame, family: str, metric: str) -> str:
     """Per claim: does it hold in all our rows, and in the paper's rows that ours are compared with?"""
-    table_no = table_number(operator, metric)
-    part = frame[frame.operator == operator]
+    table_no = table_number(family, metric)
+    part = frame[frame.family == family]
     means = part.groupby(["task", "method"], observed=True, sort=False)[metric].mean().unstack()
-    paper_rows = sorted(set(part[["paper_setting", "noise"]].itertuples(index=False, name=None)))
+    compared = part[part.paper_setting.notna()]
+    paper_rows = sorted(set(compared[["paper_setting", "noise"]].itertuples(index=False, name=None)))
     notes = []
     for claim, good, bad in TRENDS:
         if not {good, bad} <= set(means.columns):
