@@ -15,6 +15,7 @@ from iagan.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Image-Adaptive GAN reconstruction (IAGAN).")
 TASK = typer.Argument(..., help="task name from params.yaml `tasks`")
+LPIPS_MIN_SIZE = 31  # smaller inputs leave AlexNet's last pooling layer nothing to pool
 
 
 def user_errors(fn):
@@ -149,6 +150,9 @@ def score(ref: Path, img: Path) -> None:
     a, b = (_as_tensor(read_rgb(p)) for p in (ref, img))
     if a.shape != b.shape:
         raise UserError(f"{ref} is {a.shape[-1]}x{a.shape[-2]} but {img} is {b.shape[-1]}x{b.shape[-2]}; give two images of the same size")
+    if min(a.shape[-2:]) < LPIPS_MIN_SIZE:
+        raise UserError(f"the images are {a.shape[-1]}x{a.shape[-2]}: LPIPS (AlexNet) needs at least "
+                        f"{LPIPS_MIN_SIZE}x{LPIPS_MIN_SIZE} pixels")
     typer.echo(json.dumps({"psnr": round(float(psnr(b, a)[0]), 4), "lpips": round(float(lpips_distance(b, a)[0]), 5)}))
 
 
@@ -176,6 +180,8 @@ def reconstruct(
     """Reconstruct one image outside DVC: naive, CSGM, CSGM-BP, IA, IA-BP as PNGs, with PSNR/LPIPS."""
     from iagan.single import reconstruct_one
 
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder (it is created if missing)")
     cfg = load_config(params_file)
     entry = {k: v for k, v in dict(operator=task, scale=scale, ratio=ratio, kernel=kernel, noise=noise).items() if v is not None}
     scores = reconstruct_one(cfg, image, entry, out, csgm_iters=csgm_iters, ia_iters=ia_iters)

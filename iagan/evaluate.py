@@ -74,11 +74,12 @@ def evaluate(cfg: Config, task: str) -> None:
 
 def summarize_frame(frame: pd.DataFrame, seconds: dict[str, dict[str, float]]) -> dict:
     summary: dict = {"tasks": {}, "seconds_per_image": seconds}
+    number = lambda v: None if not np.isfinite(v) else round(float(v), 4)  # JSON has no NaN: null instead
     for (task, method), part in frame.groupby(["task", "method"], sort=False, observed=True):
         entry = summary["tasks"].setdefault(task, {}).setdefault(method, {"n": int(len(part))})
         for metric in ("psnr", "lpips"):
             mean, ci = mean_ci(part[metric])
-            entry[metric] = {"mean": round(mean, 4), "ci95": None if np.isnan(ci) else round(ci, 4)}
+            entry[metric] = {"mean": number(mean), "ci95": number(ci), "n": int(np.isfinite(part[metric]).sum())}
     return summary
 
 

@@ -31,6 +31,16 @@ def generator_settings(cfg: Config) -> dict:
     return {"name": cfg.generator.name, "checkpoint": cfg.generator.checkpoint}
 
 
+def fail_if_diverged(stage: str, ids: list[str], health, setting: str) -> None:
+    """One line naming the images whose optimisation diverged (non-finite or growing error) and the setting to lower."""
+    from iagan.errors import UserError
+
+    bad = health.diverged()
+    if bad:
+        details = "; ".join(f"{ids[i]}: {why}" for i, why in list(bad.items())[:4])
+        raise UserError(f"{stage}: {len(bad)} of {len(ids)} image(s) diverged ({details}); lower {setting}")
+
+
 # ---------------------------------------------------------------- prepare
 def prepare(cfg: Config) -> None:
     import numpy as np
@@ -80,6 +90,7 @@ def csgm(cfg: Config, task: str) -> None:
         def work(images: range) -> dict[str, np.ndarray]:
             r = run_csgm(generator, op, y[images.start : images.stop], ids[images.start : images.stop],
                          label=f"csgm {task} images {images.start}-{images.stop - 1}", **settings)
+            fail_if_diverged(f"csgm@{task}", ids[images.start : images.stop], r.health, f"csgm.lr (now {cfg.csgm.lr:g})")
             return {"z_all": r.z_all.numpy(), "loss_all": r.loss_all.numpy(), "z": r.z.numpy(), "x": r.x.numpy(),
                     "trace_sum": r.trace * len(images)}
 
@@ -123,6 +134,8 @@ def ia(cfg: Config, task: str) -> None:
             r = run_ia(generator, op, y[images.start : images.stop], z0[images.start : images.stop],
                        monitor=quality, monitor_every=method.quality_every,
                        label=f"ia {task} images {images.start}-{images.stop - 1}", **settings)
+            fail_if_diverged(f"ia@{task}", ids[images.start : images.stop], r.health,
+                             f"ia.lr_g or ia.lr_z (now {method.lr_g:g} and {method.lr_z:g})")
             deltas = {f"delta/{k}": v for k, v in r.stored_deltas().items()}
             return {"z": r.z.numpy(), "x": r.x.numpy(), "steps": r.steps, "trace_sum": r.trace * len(images),
                     **quality.arrays(), **deltas}

@@ -100,3 +100,34 @@ def test_bad_image_folders(project, tmp_path, case, fragment):
 def test_missing_params_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert_one_line_error(*run("prepare"), "params.yaml not found")
+
+
+@pytest.mark.parametrize("setting, stage, fragment", [
+    ({"csgm.lr": 1e6}, "csgm", "of 3 image(s) diverged (grace_hopper: final error"),
+    ({"csgm.lr": 1e6}, "csgm", "lower csgm.lr (now 1e+06)"),
+    ({"ia.lr_g": 1e30}, "ia", "not finite from step"),
+    ({"ia.lr_g": 10.0}, "ia", "lower ia.lr_g or ia.lr_z (now 10 and 0.0001)"),
+])
+def test_divergence_stops_the_stage_with_the_images_and_the_setting(project, tmp_path, setting, stage, fragment):
+    project(**{"csgm.iters": 20, "ia.iters": 10, "ia.stop_tau": None, **setting})
+    for command in (("inputs",), ("prepare",), ("degrade", "sr_x2_n0"), ("csgm", "sr_x2_n0"), ("ia", "sr_x2_n0")):
+        code, output = run(*command)
+        if command[0] == stage:
+            assert_one_line_error(code, output, fragment)
+            assert not (tmp_path / f"out/sr_x2_n0/{stage}.npz").exists()
+            return
+        assert code == 0, output
+
+
+def test_summary_is_valid_json_and_counts_the_images_each_mean_is_over():
+    import json
+
+    import pandas as pd
+
+    from iagan.evaluate import summarize_frame
+
+    frame = pd.DataFrame({"task": ["t"] * 3, "method": ["ia"] * 3, "psnr": [30.0, 10.0, float("nan")],
+                          "lpips": [float("nan")] * 3})
+    summary = json.loads(json.dumps(summarize_frame(frame, {}), allow_nan=False))
+    assert summary["tasks"]["t"]["ia"]["psnr"] == {"mean": 20.0, "ci95": pytest.approx(127.06, abs=0.01), "n": 2}
+    assert summary["tasks"]["t"]["ia"]["lpips"] == {"mean": None, "ci95": None, "n": 0}

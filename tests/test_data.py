@@ -43,7 +43,57 @@ def test_groups_csv_labels_images_and_allows_several_groups(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("file,label\n")
     with pytest.raises(UserError, match="image,group"):
-        read_groups(bad)
+        read_groups(bad, ["a_rgb.png"])
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("image,group\na_rgb,dark\n", "not in the data: a_rgb \\(did you mean a_rgb.png\\?\\)"),
+    ("image,group\na_rbg.png,dark\n", "did you mean a_rgb.png"),
+    ("image,group\na_rgb.png\n", "line 2: needs an image and a group"),
+    ("image,group\na_rgb.png,dark\nb_gray.png,\n", "line 3: needs an image and a group"),
+])
+def test_groups_csv_mistakes_are_named(tmp_path, content, fragment):
+    path = tmp_path / "groups.csv"
+    path.write_text(content)
+    with pytest.raises(UserError, match=fragment):
+        read_groups(path, ["a_rgb.png", "b_gray.png"])
+
+
+def test_groups_csv_with_a_byte_order_mark(tmp_path):
+    path = tmp_path / "groups.csv"
+    path.write_bytes("\ufeffimage,group\na_rgb.png,dark\n".encode("utf-8"))
+    assert read_groups(path, ["a_rgb.png"]) == {"a_rgb.png": ("dark",)}
+
+
+def test_each_image_mode_is_read_by_its_own_range(tmp_path):
+    from iagan.data import read_rgb
+
+    low16 = np.full((40, 40), 200, dtype=np.uint16)  # a dark 16-bit image: every value <= 255
+    Image.fromarray(low16).save(tmp_path / "dark16.png")
+    assert np.asarray(read_rgb(tmp_path / "dark16.png")).max() == 1  # 200/65535 of white, not 200/255
+    Image.fromarray(np.full((40, 40), 0.5, dtype=np.float32), "F").save(tmp_path / "half.tif")
+    assert abs(int(np.asarray(read_rgb(tmp_path / "half.tif")).mean()) - 128) <= 1  # float 0.5 is mid-grey, not black
+    rotated = Image.new("RGB", (60, 40), (255, 0, 0))
+    exif = rotated.getexif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display"
+    rotated.save(tmp_path / "phone.jpg", exif=exif)
+    assert read_rgb(tmp_path / "phone.jpg").size == (40, 60)  # upright, as a phone shows it
+    Image.new("P", (40, 40)).save(tmp_path / "anim.gif")
+    assert [p.name for p in image_files("folder", tmp_path, "*.gif")] == ["anim.gif"]
+
+
+def test_skipped_files_and_tiny_images_are_reported(tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.new("RGB", (20, 20)).save(folder / "tiny.png")
+    (folder / "notes.txt").write_text("x")
+    samples = load(folder, 32)
+    err = capsys.readouterr().err
+    assert "skipped 1 file(s) without an image suffix" in err and "notes.txt" in err
+    assert "tiny.png is 20x20, smaller than the generator's 32x32" in err and samples[0].pixels.shape == (3, 32, 32)
+    (folder / "tiny.png").unlink()
+    with pytest.raises(UserError, match="no images matching .* skipped 1 file.*notes.txt"):
+        image_files("folder", folder)
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "truncated", "garbage"])

@@ -79,7 +79,20 @@ def test_paired_permutation_test_on_a_hand_computed_case():
     assert r["p_value"] == pytest.approx(6 / 16) and r["exact"] and r["mean_difference"] == pytest.approx(1.5)
     d = np.array([1.0, -2.0, 3.0, 4.0])
     assert r["ci95"] == pytest.approx(d.std(ddof=1) / 2 * 3.182446305284263)  # t(0.975, 3) * sd / sqrt(4)
-    assert paired_test([2.0, 3.0, 4.0, 5.0], [1.0, 1.0, 1.0, 1.0])["p_value"] == pytest.approx(2 / 16)
+    all_better = paired_test([2.0, 3.0, 4.0, 5.0], [1.0, 1.0, 1.0, 1.0])
+    assert all_better["p_value"] == pytest.approx(2 / 16) == all_better["smallest_p"]  # the floor with 4 images
+    assert paired_test([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])["smallest_p"] == 0.25
+
+
+def test_compare_names_an_unknown_method_and_the_p_value_floor():
+    from iagan.errors import UserError
+    from iagan.report.experiments import compare_text, per_image
+
+    with pytest.raises(UserError, match="unknown method 'ia-bp'; e1 has csgm, csgm_bp, ia, ia_bp, naive"):
+        per_image(synthetic_frame(), "sr_a", "ia-bp", "psnr", "e1")
+    text = compare_text({"task": "t", "method": "ia", "metric": "psnr", "a": "x", "b": "y", "mean_a": 1.0, "mean_b": 0.5,
+                         "n": 3, "mean_difference": 0.5, "ci95": 0.1, "p_value": 0.25, "exact": True, "smallest_p": 0.25})
+    assert "with 3 images no p can be below 0.25" in text
 
 
 def test_paper_code_psnr_follows_torchmetrics_010_range_rule():

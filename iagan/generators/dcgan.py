@@ -69,7 +69,8 @@ def load_dcgan(checkpoint: str | Path | None = None) -> DCGANGenerator:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file or a pickle that wants to run code
-        raise UserError(f"cannot load generator checkpoint {path}: {exc.__class__.__name__}: {exc}") from None
+        reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
+        raise UserError(f"cannot load generator checkpoint {path}: not a plain tensor checkpoint ({reason})") from None
     state = blob.get("netG_state_dict", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict):
         raise UserError(f"{path} holds no `netG_state_dict`: it is not a dcgan-digiface-64 checkpoint")

@@ -18,6 +18,34 @@ from iagan.operators import Operator
 from iagan.progress import step_progress
 
 
+DIVERGED = 2.0  # a final measurement error above this many times the first one is divergence, not a fit
+
+
+@dataclass
+class Health:
+    """Per image: the measurement error at the first step and at the end, and the first step whose error was not a
+    finite number (-1: none). Adam with a workable step size lowers the error; `diverged` names the images it did not."""
+
+    first_loss: np.ndarray
+    final_loss: np.ndarray
+    nonfinite_step: np.ndarray
+
+    def diverged(self) -> dict[int, str]:
+        """image index -> why it counts as diverged."""
+        bad = {}
+        for i, (first, final, step) in enumerate(zip(self.first_loss, self.final_loss, self.nonfinite_step)):
+            if step >= 0 or not np.isfinite(final):
+                bad[i] = f"error not finite from step {max(int(step), 0)}"
+            elif final > DIVERGED * first:
+                bad[i] = f"final error {final:.3g} is {final / first:.1f}x the first ({first:.3g})"
+        return bad
+
+
+def watch(nonfinite_step: torch.Tensor, losses: torch.Tensor, step: int) -> torch.Tensor:
+    """Record the first step at which each loss stopped being finite (on the device: no host sync)."""
+    return torch.where((nonfinite_step < 0) & ~torch.isfinite(losses), step, nonfinite_step)
+
+
 @dataclass
 class CSGMResult:
     z_all: torch.Tensor  # (N, R, *latent) every restart's final latent
@@ -25,6 +53,7 @@ class CSGMResult:
     z: torch.Tensor  # (N, *latent) the winning restart per image
     x: torch.Tensor  # (N, 3, H, W) G(z) in [0, 1]
     trace: np.ndarray  # (iters,) mean measurement loss per step
+    health: Health  # of the winning restart of each image
 
 
 def measurement_loss(op: Operator, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -53,16 +82,24 @@ def run_csgm(generator, op: Operator, y: torch.Tensor, image_ids, *, iters: int,
     y_rep = y.to(device).repeat_interleave(restarts, dim=0)
     optimizer = torch.optim.Adam([z], lr=lr)
     trace = torch.zeros(iters, device=device)  # filled on the device: no host sync inside the loop
+    first = torch.full((n * restarts,), float("nan"), device=device)
+    nonfinite = torch.full((n * restarts,), -1, dtype=torch.long, device=device)
     for step in step_progress(iters, n, label):
         optimizer.zero_grad(set_to_none=True)
         losses = measurement_loss(op, to_unit_range(generate(net, z, precision)), y_rep)
         losses.sum().backward()
         optimizer.step()
         trace[step] = losses.detach().mean()
+        nonfinite = watch(nonfinite, losses.detach(), step)
+        if step == 0:
+            first = losses.detach().clone()
     with torch.no_grad():
         final = measurement_loss(op, to_unit_range(generate(net, z, precision)), y_rep).view(n, restarts)
-        best = final.argmin(dim=1)
+        best = final.nan_to_num(nan=float("inf")).argmin(dim=1)
         z_all = z.detach().view(n, restarts, *latent_shape)
         z_best = z_all[torch.arange(n), best]
         x = to_unit_range(generate(net, z_best, precision))
-    return CSGMResult(z_all.cpu(), final.cpu(), z_best.cpu(), x.cpu(), trace.cpu().double().numpy())
+        pick = lambda t: t.view(n, restarts)[torch.arange(n), best].cpu().numpy()
+        first = torch.where(torch.isnan(first), final.flatten(), first)  # no step taken: the start is the end
+        health = Health(pick(first).astype(np.float64), pick(final).astype(np.float64), pick(nonfinite))
+    return CSGMResult(z_all.cpu(), final.cpu(), z_best.cpu(), x.cpu(), trace.cpu().double().numpy(), health)

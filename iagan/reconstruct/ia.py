@@ -33,7 +33,7 @@ from iagan.engine.precision import generate
 from iagan.generators import to_unit_range
 from iagan.operators import Operator
 from iagan.progress import step_progress
-from iagan.reconstruct.csgm import measurement_loss
+from iagan.reconstruct.csgm import Health, measurement_loss, watch
 
 RMS_FLOOR = 1e-3  # the smallest scale a tensor gets: Adafactor's eps2 (Shazeer & Stern 2018, parameter scaling)
 
@@ -47,6 +47,7 @@ class IAResult:
     weight_deltas: dict[str, torch.Tensor]  # name -> (N, *shape): adapted minus pretrained, on the generator's device
     trace: np.ndarray  # (iters,) mean measurement loss per step (a stopped image counts with its final loss)
     steps: np.ndarray  # (N,) Adam steps each image took: iters, or fewer where the discrepancy principle stopped it
+    health: Health  # per image: its first and final measurement error, the first step it was not finite
 
     def stored_deltas(self) -> dict[str, np.ndarray]:
         """The weight differences as the ia stage stores them: fp16, cast on the device before the copy to the host
@@ -180,6 +181,8 @@ def run_ia(generator, op: Operator, y: torch.Tensor, z0: torch.Tensor, *, iters:
     held_z = z.detach().clone()  # stopped images' latents where they stopped
     last_x: torch.Tensor | None = None  # every image's latest reconstruction (kept when monitoring or stopping)
     losses_now = torch.zeros(n, device=device)  # every image's latest measurement loss
+    first_loss = torch.full((n,), float("nan"), device=device)
+    nonfinite = torch.full((n,), -1, dtype=torch.long, device=device)
     trace = torch.zeros(iters, device=device)  # filled on the device: no host sync inside the loop (unless stopping)
     due = lambda step: monitor is not None and monitor_every > 0 and step % monitor_every == 0
     step = -1
@@ -196,6 +199,11 @@ def run_ia(generator, op: Operator, y: torch.Tensor, z0: torch.Tensor, *, iters:
         else:
             losses_now[active] = losses.detach()
             trace[step] = losses_now.mean()
+        if step == 0:
+            first_loss = losses.detach().clone()  # every image is active at step 0
+        index = torch.tensor(active, device=device) if len(active) < n else None
+        nonfinite = watch(nonfinite, losses.detach(), step) if index is None else \
+            nonfinite.index_copy(0, index, watch(nonfinite.index_select(0, index), losses.detach(), step))
         if due(step):
             monitor(step, last_x)
         keep = [j for j, i in enumerate(active) if i not in stopping]
@@ -228,4 +236,7 @@ def run_ia(generator, op: Operator, y: torch.Tensor, z0: torch.Tensor, *, iters:
         if monitor is not None and monitor_every > 0:
             monitor(iters, x)
         deltas = weights.deltas()
-    return IAResult(z.detach().cpu(), x.cpu(), deltas, trace.cpu().double().numpy(), steps)
+        final = measurement_loss(op, x, y)
+        first_loss = torch.where(torch.isnan(first_loss), final, first_loss)  # no step taken: the start is the end
+        health = Health(first_loss.cpu().double().numpy(), final.cpu().double().numpy(), nonfinite.cpu().numpy())
+    return IAResult(z.detach().cpu(), x.cpu(), deltas, trace.cpu().double().numpy(), steps, health)

@@ -53,12 +53,14 @@ def load_experiment(rev: str, repo: str = ".") -> tuple[pd.DataFrame, dict]:
 
 
 def per_image(frame: pd.DataFrame, task: str, method: str, metric: str, label: str) -> pd.Series:
+    if metric not in ("psnr", "lpips"):
+        raise UserError(f"unknown metric '{metric}'; use psnr or lpips")
+    if method not in set(frame.method):
+        raise UserError(f"unknown method '{method}'; {label} has {', '.join(sorted(set(frame.method)))}")
     part = frame[(frame.task == task) & (frame.method == method)]
     if part.empty:
         tasks = ", ".join(sorted(frame.task.unique()))
-        raise UserError(f"{label} has no rows for task '{task}' and method '{method}'; its tasks: {tasks}")
-    if metric not in part:
-        raise UserError(f"unknown metric '{metric}'; use psnr or lpips")
+        raise UserError(f"{label} has no rows for task '{task}'; its tasks: {tasks}")
     return part.set_index("image")[metric]
 
 
@@ -76,7 +78,14 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> dict:
                                         n_resamples=PERMUTATIONS, random_state=0)
         p = float(result.pvalue)
     return {"n": int(diff.size), "mean_a": float(a.mean()), "mean_b": float(b.mean()), "mean_difference": mean,
-            "ci95": None if math.isnan(ci) else ci, "p_value": p, "exact": bool(2**diff.size <= PERMUTATIONS)}
+            "ci95": None if math.isnan(ci) else ci, "p_value": p, "exact": bool(2**diff.size <= PERMUTATIONS),
+            "smallest_p": smallest_p(diff.size)}
+
+
+def smallest_p(n: int) -> float:
+    """The smallest two-sided p-value the sign-flip test can give with n pairs: 2 / 2^n (the observed signs and
+    their mirror image), so with few images no difference can look significant (n = 3: 0.25)."""
+    return min(1.0, 2.0 / 2**n) if n > 0 else 1.0
 
 
 def compare(exp_a: str, exp_b: str, task: str, method: str, metric: str, repo: str = ".") -> dict:
@@ -96,4 +105,5 @@ def compare_text(r: dict) -> str:
     kind = "exact" if r["exact"] else f"{PERMUTATIONS} random sign flips"
     return (f"{r['task']} {r['method']} {r['metric']}: {r['a']} {r['mean_a']:.4f} vs {r['b']} {r['mean_b']:.4f} "
             f"over {r['n']} paired images\nmean difference (a - b) {r['mean_difference']:.4f}, {ci}; "
-            f"paired permutation p = {r['p_value']:.4g} ({kind}, two-sided)")
+            f"paired permutation p = {r['p_value']:.4g} ({kind}, two-sided; with {r['n']} images no p can be below "
+            f"{r['smallest_p']:.3g})")

@@ -102,19 +102,25 @@ def build_report(cfg: Config, experiments: list[str] | None = None, out: Path = 
     save_text(out, "\n".join(text))
 
 
-def paper_task(frame: pd.DataFrame, setting: str, noise: float = 0) -> str | None:
-    """Our task compared with a paper setting (e.g. the sr x16 analogue), or None."""
-    match = frame[(frame.paper_setting == setting) & (frame.noise == noise)]
-    return str(match.task.iloc[0]) if len(match) else None
+def paper_task(frame: pd.DataFrame, setting: str, label: str) -> tuple[str, str]:
+    """Our task standing in for one of the paper's settings (noise 0), and a sentence saying which it is: the task
+    compared with that setting, or, when there is none, the first task, with how it differs."""
+    match = frame[(frame.paper_setting == setting) & (frame.noise == 0)]
+    if len(match):
+        task = str(match.task.iloc[0])
+        return task, f"the paper's {label}, noise 0 (here `{task}`, {match.setting.iloc[0]})"
+    first = frame.iloc[0]
+    return str(first.task), (f"the paper's {label}, noise 0; no task here is compared with it, so `{first.task}` "
+                             f"({first.setting}, noise {first.noise:g}) stands in")
 
 
 def table7_section(frame: pd.DataFrame, paper: pd.DataFrame, protocol_line: str) -> list[str]:
-    task = paper_task(frame, "scale=16") or str(frame.task.iloc[0])
+    task, which = paper_task(frame, "scale=16", "sr x16")
     write_group_figure(frame, task)
     return ["## Image groups: Table 7, Figure 4", "",
             "Groups come from `data.groups` (a CSV `image,group`; an image may be in several groups) or, for the "
-            "builtin data, `real` and `in_range`; `all` is every image. The paper's setting is sr x16, noise 0 "
-            f"(here `{task}`).", "", protocol_line, group_table(frame, paper, task, "lpips"),
+            f"builtin data, `real` and `in_range`; `all` is every image. The paper's setting is {which}.", "",
+            protocol_line, group_table(frame, paper, task, "lpips"),
             group_table(frame, paper, task, "psnr"),
             f"**Figure 4**: LPIPS by image group for `{task}`, 95% CI error bars where a group has 2 images or more.", "",
             "![groups](figures/groups.png)", "", "Mean PSNR per group for every task:", "",
@@ -122,9 +128,9 @@ def table7_section(frame: pd.DataFrame, paper: pd.DataFrame, protocol_line: str)
 
 
 def table8_section(frame: pd.DataFrame, paper: pd.DataFrame, protocol_line: str, experiments: list[str] | None) -> list[str]:
-    task = paper_task(frame, "scale=8") or str(frame.task.iloc[0])
+    task, which = paper_task(frame, "scale=8", "sr x8")
     head = ["## CSGM iterations before IA: Table 8", "",
-            f"IA-BP on `{task}` (the paper's sr x8, noise 0) after different numbers of CSGM steps; p: paired "
+            f"IA-BP on `{task}` ({which}) after different numbers of CSGM steps; p: paired "
             "permutation test (sign flips) against the reference experiment, the one with the most CSGM steps.", ""]
     if not experiments:
         return head + ["No experiments given. To produce this table:", "", "```bash",

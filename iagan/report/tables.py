@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from iagan.artifacts import METHODS
@@ -102,15 +103,17 @@ def trend_notes(frame: pd.DataFrame, paper: pd.DataFrame, family: str, metric: s
     for claim, good, bad in TRENDS:
         if not {good, bad} <= set(means.columns):
             continue
-        ours = [better(means.loc[t, good], means.loc[t, bad], metric) for t in means.index]
+        comparable = [t for t in means.index if np.isfinite(means.loc[t, good]) and np.isfinite(means.loc[t, bad])]
+        ours = [better(means.loc[t, good], means.loc[t, bad], metric) for t in comparable]
         theirs = []
         for s, n in paper_rows:
             g, b = (paper_value(paper, table_no, s, n, m, metric) for m in (good, bad))
             if g is not None and b is not None:
                 theirs.append(better(g[0], b[0], metric))
-        verdict = lambda xs: ("yes" if all(xs) else "no") + f" ({sum(xs)}/{len(xs)})" if xs else "– (no paper rows)"
-        agree = "" if not theirs else (" — agree" if all(ours) == all(theirs) else " — differ")
-        notes.append(f"- {claim} ({metric.upper()}) in all rows: ours {verdict(ours)} / paper: {verdict(theirs)}{agree}")
+        verdict = lambda xs, none: ("yes" if all(xs) else "no") + f" ({sum(xs)}/{len(xs)})" if xs else none
+        agree = "" if not theirs or not ours else (" — agree" if all(ours) == all(theirs) else " — differ")
+        notes.append(f"- {claim} ({metric.upper()}) in all rows: ours {verdict(ours, '– (no finite rows)')} / paper: "
+                     f"{verdict(theirs, '– (no paper rows)')}{agree}")
     return "\n".join(notes) + "\n" if notes else ""
 
 
