@@ -72,6 +72,7 @@ class EngineConfig:
     compile: bool | str = setting(compile_setting)
     max_chunk: int | None = setting(optional(whole(1)))
     ia_batching: str = setting(choice("auto", "copies", "vmap"))
+    threads: int | str = setting(either(choice("auto"), whole(1)))
     launch: str = setting(text)
 
 

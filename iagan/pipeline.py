@@ -113,7 +113,7 @@ def ia(cfg: Config, task: str) -> None:
 
     from iagan.engine import Engine
     from iagan.engine.chunks import ChunkStore
-    from iagan.engine.runner import engine_session, fingerprint, run_facts, run_stage
+    from iagan.engine.runner import engine_session, fingerprint, run_facts, run_stage, stage_log
     from iagan.quality import QualityTrack, quality_steps, write_quality
     from iagan.reconstruct.ia import run_ia
 
@@ -157,6 +157,10 @@ def ia(cfg: Config, task: str) -> None:
             art.write_run_info(task, "ia", {**run_facts(engine), "seconds_per_image": round(seconds, 4)})
             deltas = {k.removeprefix("delta/"): torch.from_numpy(v) for k, v in result.items() if k.startswith("delta/")}
             art.save_weight_deltas(task, deltas, ids, method.save_weights)
+            if method.save_weights:
+                size = sum(d.numel() for d in deltas.values()) * 2
+                stage_log(f"ia@{task}: adapted weights of {len(ids)} image(s), {size / 2**20:.0f} MiB in fp16 "
+                          "(ia.save_weights: false keeps only the reconstructions)")
 
         run_stage(engine, store, len(ids), work, probe, write)
 

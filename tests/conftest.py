@@ -19,12 +19,22 @@ def generator():
 
 
 @pytest.fixture(scope="session")
-def baseline(tmp_path_factory):
-    """A small DVC project of this checkout after `dvc repro` (tests/project.py); copy it with `project`."""
+def baseline(tmp_path_factory, worker_id):
+    """A small DVC project of this checkout after `dvc repro` (tests/project.py), built once per test run and
+    shared by the pytest-xdist workers (under a lock); copy it with `project` before changing anything."""
+    import fcntl
+
     from tests.project import build
 
-    root = tmp_path_factory.mktemp("baseline") / "project"
-    return root, build(root)
+    shared = tmp_path_factory.getbasetemp()
+    shared = shared.parent if worker_id != "master" else shared  # the workers' common folder
+    folder = shared / "baseline"
+    with open(shared / "baseline.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "output.txt").exists():
+            output = build(folder / "project")
+            (folder / "output.txt").write_text(output)
+    return folder / "project", (folder / "output.txt").read_text()
 
 
 @pytest.fixture

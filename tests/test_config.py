@@ -47,6 +47,8 @@ def test_the_repository_params_load():
     ("engine.compile", "fast", "engine.compile must be one of"),
     ("engine.max_chunk", 0, "engine.max_chunk must be a whole number >= 1"),
     ("engine.ia_batching", "grouped", "engine.ia_batching must be one of"),
+    ("engine.threads", 0, "engine.threads must be a whole number >= 1"),
+    ("engine.threads", "many", "engine.threads must be a number"),
     ("csgm.iters", -1, "csgm.iters must be a whole number >= 0"),
     ("csgm.iters", float("nan"), "csgm.iters must be a finite number"),
     ("csgm.lr", 0, "csgm.lr must be > 0"),

@@ -110,7 +110,7 @@ def test_compiled_csgm_and_ia_equal_eager(tmp_path):
 def test_auto_precision_is_bf16_on_cuda():
     from iagan.config import EngineConfig
 
-    cfg = EngineConfig(device="auto", precision="auto", compile=False, max_chunk=None, ia_batching="auto", launch="python")
+    cfg = EngineConfig(device="auto", precision="auto", compile=False, max_chunk=None, ia_batching="auto", threads=1, launch="python")
     assert Engine.from_config(cfg).precision == "bf16"
 
 

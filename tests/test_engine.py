@@ -17,7 +17,13 @@ from tests.test_reconstruct import sample_images
 
 @pytest.mark.parametrize("mode", ["copies", "vmap"])
 def test_batched_ia_equals_the_per_image_loop(generator, mode):
-    """Both batching modes against the naive loop: one image at a time, plain torch.optim.Adam."""
+    """Both batching modes against the naive loop: one image at a time, plain torch.optim.Adam.
+
+    Adam divides by sqrt(v): where a gradient is near zero, a different float summation order (batched vs alone,
+    or another CPU) can flip the sign of that weight's whole lr-sized step. So the weights are compared by the
+    relative size of their difference (a few flipped elements stay far below 1%), never element by element; the
+    images, which average over many weights, within 1e-5.
+    """
     op = TaskSpec.of("t", "sr_bicubic", scale=2).build(64)
     y = op.A(sample_images(generator, 3, seed=4)) + 0.02
     z0 = torch.randn(3, 100, 1, 1, generator=torch.Generator().manual_seed(1))
@@ -26,7 +32,8 @@ def test_batched_ia_equals_the_per_image_loop(generator, mode):
         x_i, deltas_i = naive_ia(generator, op, y[i : i + 1], z0[i : i + 1], iters=6, lr_z=1e-2, lr_g=1e-3)
         assert torch.allclose(batched.x[i], x_i[0], atol=1e-5)
         for name, delta in deltas_i.items():
-            assert torch.allclose(batched.weight_deltas[name][i], delta, atol=1e-5), name  # deltas ~6e-3
+            difference = float((batched.weight_deltas[name][i] - delta).norm() / delta.norm())
+            assert difference < 1e-2, (name, difference)
 
 
 def naive_ia(generator, op, y, z0, *, iters, lr_z, lr_g):
@@ -79,13 +86,24 @@ def test_engine_resolves_auto_settings_for_this_machine():
     from iagan.config import EngineConfig
 
     def engine(**changes):
-        base = dict(device="cpu", precision="auto", compile=False, max_chunk=None, ia_batching="auto", launch="python")
+        base = dict(device="cpu", precision="auto", compile=False, max_chunk=None, ia_batching="auto", threads=1, launch="python")
         return Engine.from_config(EngineConfig(**{**base, **changes}))
 
     assert engine(precision="bf16").precision == "bf16"
     assert engine().precision == "fp32"  # auto: exact on CPU
     assert engine().ia_mode == "copies"
     assert engine(ia_batching="vmap").ia_mode == "vmap"
+    assert engine(threads=3).threads == 3
+
+
+def test_auto_threads_follow_omp_num_threads_then_the_cores_per_process(monkeypatch):
+    from iagan.engine import available_cores, resolve_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert resolve_threads("auto") == 3 and resolve_threads(2) == 2
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert resolve_threads("auto") == max(1, available_cores() // 2)
 
 
 def test_precision_switches():

@@ -190,3 +190,19 @@ def test_paper_code_protocol_reruns_from_degrade_and_is_stated(project):
     with np.load(project / "out/sr_x2_n10/ia.npz") as ia:  # the paper's IA: no stopping rule, so no stop steps
         assert ia.files == ["z", "x"]
     assert "lr_g 0.001 for every weight (the paper's absolute step); no early stopping" in report
+
+
+@pytest.mark.slow
+def test_dense_gaussian_cs_runs_through_the_pipeline_into_the_cs_tables(project):
+    """The operator added through the registry alone, added to the grid with the README's command."""
+    task = "cs_gauss_r30_n10={operator: cs_gaussian, ratio: 0.3, noise: 10}"
+    ran = stages_run(dvc(project, "exp", "run", "-S", f"+tasks.{task}"))
+    assert {f"{s}@cs_gauss_r30_n10" for s in PER_TASK} <= ran and "csgm@sr_x2_n10" not in ran
+    report = (project / "reports/report.md").read_text()
+    cs_section = report[report.index("## Compressed sensing"):report.index("## Gaussian deblurring")
+                        if "## Gaussian deblurring" in report else report.index("## Image groups")]
+    assert "| cs_gauss_r30_n10 | ratio=0.3 (cs_gaussian: not in the paper) | 10 |" in cs_section
+    assert "| cs_r50_n0 | ratio=0.5 | 0 |" in cs_section
+    frame = pd.read_parquet(project / "metrics/per_image.parquet")
+    rows = frame[frame.task == "cs_gauss_r30_n10"]
+    assert set(rows.family) == {"cs"} and len(rows) == 3 * 5 and rows.psnr.notna().all()

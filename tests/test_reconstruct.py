@@ -58,8 +58,8 @@ def test_batched_ia_equals_adapting_each_image_alone(generator):
     for i in range(2):
         alone = run_ia(generator, op, y[i : i + 1], z0[i : i + 1], iters=5, lr_z=1e-2, lr_g=1e-3)
         assert torch.allclose(both.x[i], alone.x[0], atol=1e-5)
-        for name, delta in both.weight_deltas.items():
-            assert torch.allclose(delta[i], alone.weight_deltas[name][0], atol=1e-6), name
+        for name, delta in both.weight_deltas.items():  # by relative size: see test_engine (Adam and near-zero gradients)
+            assert (delta[i] - alone.weight_deltas[name][0]).norm() <= 1e-3 * delta[i].norm(), name
 
 
 def test_ia_adapts_weights_lowers_the_loss_and_leaves_the_pretrained_generator_alone(generator):

@@ -25,7 +25,8 @@ Work = Callable[[range], dict[str, np.ndarray]]
 
 @contextlib.contextmanager
 def engine_session(engine: Engine) -> Iterator[None]:
-    """Precision switches and, under torchrun, the process group, for the duration of a stage."""
+    """Threads, precision switches and, under torchrun, the process group, for the duration of a stage."""
+    torch.set_num_threads(engine.threads)
     configure(engine.precision)
     with dist.process_group(engine.device):
         yield

@@ -82,8 +82,9 @@ def family_table(frame: pd.DataFrame, paper: pd.DataFrame, family: str, metric: 
             ours = fmt(*stats[m], digits(metric))
             ours = f"**{ours}**" if m == best else ours
             cells.append(f"{ours} ({paper_cell(paper_value(paper, table_no, first.paper_setting, first.noise, m, metric), metric)})")
-        setting = (first.setting if first.setting == first.paper_setting else
-                   f"{first.setting} ({first.paper_setting or f'{first.operator}: not in the paper'})")
+        compared = None if pd.isna(first.paper_setting) else first.paper_setting
+        setting = (first.setting if first.setting == compared else
+                   f"{first.setting} ({compared or f'{first.operator}: not in the paper'})")
         lines.append(f"| {task} | {setting} | {first.noise:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
