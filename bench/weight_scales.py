@@ -9,7 +9,7 @@ the RMS and both relative steps, for:
     (equalised learning rate: weights N(0, 1), biases 0, the Theano layout's stored scale sqrt(2 / fan_in)),
     because no trained PGGAN can be downloaded here.
 
-    python bench/weight_scales.py [--lr-g 1e-3] [--markdown]
+    python bench/weight_scales.py [--lr-g 1e-3] [--per-tensor]
 """
 
 from __future__ import annotations
@@ -82,7 +82,17 @@ def rows(net: torch.nn.Module) -> list[tuple[str, int, float, float]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lr-g", type=float, default=1e-3)
+    ap.add_argument("--per-tensor", action="store_true", help="one row per tensor instead of per group of tensors")
     args = ap.parse_args()
+    if args.per_tensor:
+        print("| generator | tensor | shape | RMS | rms step: lr |")
+        print("|---|---|---|---|---|")
+        for label, net in generators().items():
+            params = dict(net.named_parameters())
+            for name, scale in weight_scales(net).items():
+                rms = float(params[name].detach().double().pow(2).mean().sqrt())
+                print(f"| {label} | {name} | {tuple(params[name].shape)} | {rms:.4g} | {args.lr_g * scale:.3g} |")
+        return
     print("| generator | tensors | n | RMS (min-max) | paper step lr_g: relative change per step | rms step: lr per tensor |")
     print("|---|---|---|---|---|---|")
     for label, net in generators().items():

@@ -131,3 +131,26 @@ def test_summary_is_valid_json_and_counts_the_images_each_mean_is_over():
     summary = json.loads(json.dumps(summarize_frame(frame, {}), allow_nan=False))
     assert summary["tasks"]["t"]["ia"]["psnr"] == {"mean": 20.0, "ci95": pytest.approx(127.06, abs=0.01), "n": 2}
     assert summary["tasks"]["t"]["ia"]["lpips"] == {"mean": None, "ci95": None, "n": 0}
+
+
+def test_more_mistakes_end_in_one_line(tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    Image.new("RGB", (64, 64)).save(tmp_path / "face.png")
+    (tmp_path / "taken").write_text("a file, not a folder")
+    assert_one_line_error(*run("reconstruct", "face.png", "--task", "sr_bicubic", "--scale", "2", "--out", "taken"),
+                          "--out taken is a file")
+    Image.new("RGB", (20, 20)).save(tmp_path / "a.png")
+    Image.new("RGB", (20, 20)).save(tmp_path / "b.png")
+    assert_one_line_error(*run("score", "a.png", "b.png"), "LPIPS (AlexNet) needs at least 31x31 pixels")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # the 64x64 face is now far over PIL's bomb limit
+    assert_one_line_error(*run("score", "face.png", "face.png"), "too large to open safely")
+    (tmp_path / "params.yaml").write_text("seed: 0\ncsgm: {iters: [1\n")
+    assert_one_line_error(*run("inputs"), "params.yaml line")
+    broken = tmp_path / "dcgan.tar"
+    broken.write_bytes(b"PK\x03\x04 not really a zip")
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text().replace("checkpoint: null", f"checkpoint: {broken}"))
+    assert_one_line_error(*run("generator", "info", str(broken), "--name", "dcgan-digiface-64"),
+                          "cannot load generator checkpoint")

@@ -176,67 +176,97 @@ def run_ia(generator, op: Operator, y: torch.Tensor, z0: torch.Tensor, *, iters:
     z = z0.clone().to(device).requires_grad_(True)
     weights = Copies(generator, n, precision) if mode == "copies" else Stacked(generator, n, precision, compile)
     opt_g, opt_z = weight_optimizer(weights, lr_g, scales), adam([z], lr_z)
-    active = list(range(n))  # images still adapting
-    steps = np.full(n, iters, dtype=np.int64)
+    images = Images(n, device)
     held_z = z.detach().clone()  # stopped images' latents where they stopped
-    last_x: torch.Tensor | None = None  # every image's latest reconstruction (kept when monitoring or stopping)
-    losses_now = torch.zeros(n, device=device)  # every image's latest measurement loss
-    first_loss = torch.full((n,), float("nan"), device=device)
-    nonfinite = torch.full((n,), -1, dtype=torch.long, device=device)
     trace = torch.zeros(iters, device=device)  # filled on the device: no host sync inside the loop (unless stopping)
     due = lambda step: monitor is not None and monitor_every > 0 and step % monitor_every == 0
-    step = -1
     for step in step_progress(iters, n, label):
         opt_g.zero_grad(set_to_none=True)
         opt_z.zero_grad(set_to_none=True)
-        x = to_unit_range(weights.render(z, active))
-        losses = measurement_loss(op, x, y[active] if len(active) < n else y)
-        stopping = [] if stop_loss is None else [active[j] for j in torch.nonzero(losses.detach() <= stop_loss).flatten().tolist()]
-        if stopping or due(step) or (stop_loss is not None and last_x is None):
-            last_x = x.detach().clone() if last_x is None else last_x.index_copy(0, torch.tensor(active, device=device), x.detach())
-        if stop_loss is None:
-            trace[step] = losses.detach().mean()
-        else:
-            losses_now[active] = losses.detach()
-            trace[step] = losses_now.mean()
-        if step == 0:
-            first_loss = losses.detach().clone()  # every image is active at step 0
-        index = torch.tensor(active, device=device) if len(active) < n else None
-        nonfinite = watch(nonfinite, losses.detach(), step) if index is None else \
-            nonfinite.index_copy(0, index, watch(nonfinite.index_select(0, index), losses.detach(), step))
+        x = to_unit_range(weights.render(z, images.active))
+        losses = measurement_loss(op, x, images.rows(y))
+        images.record(step, x.detach(), losses.detach())
+        trace[step] = images.loss.mean()
         if due(step):
-            monitor(step, last_x)
-        keep = [j for j, i in enumerate(active) if i not in stopping]
+            monitor(step, images.x)
+        stopping = images.meeting(losses.detach(), stop_loss)  # stop before this step's update: the state that met
+        keep = [j for j, i in enumerate(images.active) if i not in stopping]  # the discrepancy is the result
         if keep:
             (losses[keep] if stopping else losses).sum().backward()
-        for i in stopping:  # stop before this step's update: the state that met the discrepancy is the result
-            steps[i] = step
+        for i in stopping:
             weights.hold(i)
             held_z[i] = z[i].detach()
-        active = [i for i in active if i not in stopping]
-        if not active:
+        images.stop(stopping, step)
+        if not images.active:
             trace[step + 1 :] = trace[step]
             break
         opt_g.step()
         opt_z.step()
-        if len(active) < n:  # hold stopped images' weights and latents where they stopped
+        if images.stopped_at:  # hold stopped images' weights and latents where they stopped
             weights.restore_held()
             with torch.no_grad():
-                stopped = torch.tensor(sorted(set(range(n)) - set(active)), device=device)
-                z.index_copy_(0, stopped, held_z.index_select(0, stopped))
+                z.index_copy_(0, images.stopped, held_z.index_select(0, images.stopped))
     with torch.no_grad():
-        if active:
-            final = to_unit_range(weights.render(z, active))
-            x = final if last_x is None else last_x.index_copy(0, torch.tensor(active, device=device), final)
-        else:
-            x = last_x
-        for later in range(step + 1, iters):  # all images stopped early: their reconstructions no longer change
-            if due(later):
-                monitor(later, x)
-        if monitor is not None and monitor_every > 0:
-            monitor(iters, x)
+        if images.active:
+            images.record(iters, to_unit_range(weights.render(z, images.active)), None)
+        for later in range(images.last_step + 1, iters + 1):  # after every image stopped nothing changes
+            if due(later) or (later == iters and monitor is not None and monitor_every > 0):
+                monitor(later, images.x)
         deltas = weights.deltas()
-        final = measurement_loss(op, x, y)
-        first_loss = torch.where(torch.isnan(first_loss), final, first_loss)  # no step taken: the start is the end
-        health = Health(first_loss.cpu().double().numpy(), final.cpu().double().numpy(), nonfinite.cpu().numpy())
-    return IAResult(z.detach().cpu(), x.cpu(), deltas, trace.cpu().double().numpy(), steps, health)
+        health = images.health(measurement_loss(op, images.x, y))
+    return IAResult(z.detach().cpu(), images.x.cpu(), deltas, trace.cpu().double().numpy(), images.steps(iters), health)
+
+
+class Images:
+    """Per image of an IA batch: whether it still adapts, its latest reconstruction and measurement error (a
+    stopped image keeps those it stopped with), its first error and the first step its error was not finite."""
+
+    def __init__(self, n: int, device: torch.device) -> None:
+        self.n, self.device = n, device
+        self.active = list(range(n))
+        self.stopped_at: dict[int, int] = {}
+        self.x: torch.Tensor | None = None
+        self.loss = torch.zeros(n, device=device)
+        self.first = torch.full((n,), float("nan"), device=device)
+        self.nonfinite = torch.full((n,), -1, dtype=torch.long, device=device)
+        self.last_step = -1
+
+    @property
+    def index(self) -> torch.Tensor:
+        return torch.tensor(self.active, device=self.device)
+
+    @property
+    def stopped(self) -> torch.Tensor | None:
+        return torch.tensor(sorted(self.stopped_at), device=self.device) if self.stopped_at else None
+
+    def rows(self, t: torch.Tensor) -> torch.Tensor:
+        """The active images' rows of a per-image tensor."""
+        return t if len(self.active) == self.n else t.index_select(0, self.index)
+
+    def record(self, step: int, x: torch.Tensor, losses: torch.Tensor | None) -> None:
+        self.x = x.clone() if self.x is None else self.x.index_copy(0, self.index, x)
+        if losses is not None:
+            self.loss = self.loss.index_copy(0, self.index, losses)
+            self.nonfinite = self.nonfinite.index_copy(0, self.index, watch(self.rows(self.nonfinite), losses, step))
+            if step == 0:
+                self.first = self.loss.clone()
+            self.last_step = step
+
+    def meeting(self, losses: torch.Tensor, stop_loss: float | None) -> list[int]:
+        """Active images whose error is at most stop_loss (a host sync; none without a stopping rule)."""
+        if stop_loss is None:
+            return []
+        return [self.active[j] for j in torch.nonzero(losses <= stop_loss).flatten().tolist()]
+
+    def stop(self, images: list[int], step: int) -> None:
+        for i in images:
+            self.stopped_at[i] = step
+        self.active = [i for i in self.active if i not in self.stopped_at]
+
+    def steps(self, iters: int) -> np.ndarray:
+        """Adam steps each image took."""
+        return np.array([self.stopped_at.get(i, iters) for i in range(self.n)], dtype=np.int64)
+
+    def health(self, final: torch.Tensor) -> Health:
+        first = torch.where(torch.isnan(self.first), final, self.first)  # no step taken: the start is the end
+        return Health(first.cpu().double().numpy(), final.cpu().double().numpy(), self.nonfinite.cpu().numpy())
