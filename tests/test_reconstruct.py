@@ -110,3 +110,14 @@ def test_adapted_weights_file_is_identical_byte_for_byte_when_saved_again(tmp_pa
     with safe_open(str(task_dir("a") / "ia_weights.safetensors"), framework="pt") as fh:
         assert json.loads(fh.metadata()["images"]) == ["x", "y"]
         assert fh.get_tensor("layer3.weight").dtype == torch.float16
+
+
+def test_finished_files_get_the_usual_permissions(tmp_path):
+    """Atomic writes go through mkstemp (mode 0600); the finished file gets what the umask allows, like any file."""
+    import os
+
+    from iagan.io import current_umask, save_text
+
+    save_text(tmp_path / "report.md", "x")
+    assert (tmp_path / "report.md").stat().st_mode & 0o777 == 0o666 & ~current_umask()
+    assert os.access(tmp_path / "report.md", os.R_OK)

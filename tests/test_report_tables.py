@@ -126,3 +126,21 @@ def test_random_sigma_blur_is_an_explicit_reproducible_option():
     fixed = [GaussianDeblur(32, 9, s).A(x) for s in np.linspace(0.1, 2.0, 400)]
     assert min(float((f - first).abs().max()) for f in fixed) < 1e-2  # it is a Gaussian blur with sigma in [0.1, 2]
     assert isinstance(TaskSpec.from_entry("b", {"operator": "deblur_gaussian"}).build(32), GaussianDeblur)
+
+
+def test_trend_notes_skip_rows_without_a_finite_mean():
+    frame = synthetic_frame()
+    frame.loc[frame.method == "ia", "psnr"] = float("nan")
+    notes = trend_notes(frame, load_paper_tables(), "sr", "psnr")
+    assert "IA beats CSGM (PSNR) in all rows: ours – (no finite rows) / paper: yes (3/3)\n" in notes
+    assert "BP improves IA" not in notes or "ours – (no finite rows)" in notes.split("BP improves IA")[1]
+
+
+def test_the_task_standing_in_for_a_paper_setting_is_named_with_its_own_noise():
+    from iagan.report.report import paper_task
+
+    frame = synthetic_frame()
+    assert paper_task(frame, "scale=16", "sr x16") == ("sr_c", "the paper's sr x16, noise 0 (here `sr_c`, scale=4)")
+    noisy = frame[frame.task == "sr_b"]  # scale=8 analogue with noise 10 only
+    task, text = paper_task(noisy, "scale=8", "sr x8")
+    assert task == "sr_b" and "no task here is compared with it, so `sr_b` (scale=2, noise 10) stands in" in text
