@@ -1,11 +1,11 @@
 """CPU threads on an idle and on a busy machine, side by side in one run.
 
 For each thread setting (torch intra-op threads, and OpenMP's wait policy: ACTIVE threads spin while they wait for
-work, PASSIVE ones sleep), a fresh Python process times CSGM and IA steps of the packaged DCGAN on 4 images, once
+work, PASSIVE ones sleep, `default` leaves OMP_WAIT_POLICY unset as most users do), a fresh Python process times CSGM and IA steps of the packaged DCGAN on 4 images, once
 with the machine otherwise idle and once beside a CPU-bound process (a busy loop on every core but one, the usual
 "someone else is running something"). Prints steps per second and the slowdown the busy machine causes.
 
-    python bench/threads.py [--settings 1,2,2:passive] [--steps 30] [--out threads.json]
+    python bench/threads.py [--settings 1,2,2:active,2:passive] [--steps 30] [--out threads.json]
 """
 
 from __future__ import annotations
@@ -48,7 +48,10 @@ def spin() -> None:
 
 
 def measure(threads: int, policy: str, steps: int) -> dict:
-    env = dict(os.environ, IAGAN_QUIET="1", OMP_NUM_THREADS=str(threads), OMP_WAIT_POLICY=policy.upper())
+    env = dict(os.environ, IAGAN_QUIET="1", OMP_NUM_THREADS=str(threads))
+    env.pop("OMP_WAIT_POLICY", None)
+    if policy != "default":
+        env["OMP_WAIT_POLICY"] = policy.upper()
     done = subprocess.run([sys.executable, "-c", WORKER, str(REPO), str(threads), str(steps)], env=env,
                           capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -56,7 +59,8 @@ def measure(threads: int, policy: str, steps: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--settings", default="1,2,2:passive", help="THREADS[:passive], comma-separated")
+    ap.add_argument("--settings", default="1,2,2:active,2:passive",
+                    help="THREADS[:default|active|passive], comma-separated")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -64,7 +68,7 @@ def main() -> None:
     rows = []
     for setting in args.settings.split(","):
         threads, _, policy = setting.partition(":")
-        policy = policy or "active"
+        policy = policy or "default"
         idle = measure(int(threads), policy, args.steps)
         hogs = [multiprocessing.Process(target=spin, daemon=True) for _ in range(max(1, cores - 1))]
         for h in hogs:
