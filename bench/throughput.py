@@ -5,6 +5,7 @@ A measurement script, not a test (nothing here asserts a speed):
     python bench/throughput.py                                  # dcgan-digiface-64 on CPU, 4 images
     python bench/throughput.py --configs fp32,bf16 --profile    # also: where an engine step spends its time
     python bench/throughput.py --generator pggan-iagan-1024 --images 16 --configs fp32,tf32,bf16,bf16+compile
+    python bench/throughput.py --generator stylegan2-1024 --images 2 --naive-images 1 --csgm-steps 2 --ia-steps 1
 
 Naive: one image (and one restart) at a time, fp32, plain torch.optim.Adam, one generator copy for IA, and the
 generator as published (the DCGAN's first layer as a transposed convolution, the PGGAN's nearest upsampling
@@ -13,7 +14,7 @@ followed by a 3x3 convolution): what a straightforward implementation of paper e
 pipeline calls them, the images in chunks sized from free GPU memory (halved on out-of-memory). A config is
 a precision with optional `+` modifiers: `compile` or `compile=MODE` (torch.compile; `reduce-overhead` adds CUDA
 graphs), `copies` or `vmap` (IA batching), `unfused` (PGGAN upsampling as published). The generator has random
-weights (PGGAN) or the packaged ones (DCGAN), so nothing is downloaded. Each stage runs s and 2s steps: the
+weights (PGGAN, StyleGAN2 in W+) or the packaged ones (DCGAN), so nothing is downloaded. Each stage runs s and 2s steps: the
 difference gives ms per image-step, the rest the fixed cost per call (set-up, copies of results to the host).
 Prints both (medians of interleaved rounds), seconds per image for the paper protocol (fixed costs + 1800 x
 restarts CSGM steps + 300 IA steps), the speed-up over naive and the peak memory, and writes the same table,
@@ -41,6 +42,7 @@ from iagan.engine.runner import chunk_size
 from iagan.generators import load_generator, to_unit_range
 from iagan.generators.dcgan import DCGANGenerator
 from iagan.generators.pggan import TheanoPGGAN, set_fused_upsample
+from iagan.generators.stylegan2 import StyleGAN2
 from iagan.operators import TaskSpec
 from iagan.reconstruct.csgm import measurement_loss, run_csgm
 from iagan.reconstruct.ia import run_ia
@@ -62,6 +64,21 @@ def random_pggan(device: torch.device) -> TheanoPGGAN:
     return net.eval().to(device)
 
 
+def random_stylegan2(device: torch.device) -> StyleGAN2:
+    """StyleGAN2-1024 config F (FFHQ's shape: 8 mapping layers, 512 channels up to 64 px, then 256 ... 32), random
+    weights as its training code initialises them, optimised in W+ as the pipeline does by default."""
+    torch.manual_seed(0)
+    channels = {4 * 2**i: c for i, c in enumerate([512, 512, 512, 512, 512, 256, 128, 64, 32])}
+    net = StyleGAN2("nvlabs", channels, conv_clamp=256)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net.eval().to(device)
+
+
+GENERATORS = {"dcgan-digiface-64": lambda device: load_generator("dcgan-digiface-64").to(device),
+              "pggan-iagan-1024": random_pggan, "stylegan2-1024": random_stylegan2}
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -80,6 +97,8 @@ def published(net):
     copy with nearest upsampling and 3x3 convolution as two steps (no fused transposed convolution)."""
     if isinstance(net, DCGANGenerator):
         return net.main
+    if isinstance(net, StyleGAN2):
+        return net  # one published form
     return set_fused_upsample(copy.deepcopy(net), False)
 
 
@@ -165,7 +184,7 @@ class Config:
             elif mod in ("copies", "vmap"):
                 mode = mod
             elif mod == "unfused":
-                if isinstance(net, DCGANGenerator):
+                if not isinstance(net, TheanoPGGAN):
                     raise SystemExit(f"'{spec}': +unfused applies to PGGAN generators only (the DCGAN has no upsampling)")
                 net = published(net)
             else:
@@ -209,7 +228,7 @@ class Config:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--generator", default="dcgan-digiface-64", choices=["dcgan-digiface-64", "pggan-iagan-1024"])
+    parser.add_argument("--generator", default="dcgan-digiface-64", choices=list(GENERATORS))
     parser.add_argument("--images", type=int, default=4, help="images per engine run (the default grid has 4)")
     parser.add_argument("--naive-images", type=int, default=4, help="images the naive loop runs (at most --images)")
     parser.add_argument("--restarts", type=int, default=1)
@@ -223,7 +242,7 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    net = load_generator("dcgan-digiface-64").to(device) if args.generator.startswith("dcgan") else random_pggan(device)
+    net = GENERATORS[args.generator](device)
     op = TaskSpec.of("bench", "sr_bicubic", scale=4 if net.resolution == 64 else 16).build(net.resolution)
     y = op.A(torch.rand(args.images, 3, net.resolution, net.resolution, generator=torch.Generator().manual_seed(0))).to(device)
     name = device_name(device)

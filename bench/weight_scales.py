@@ -5,9 +5,9 @@
 The paper's absolute step lr_g changes a tensor by lr_g / RMS of its size. This script prints, per layer group,
 the RMS and both relative steps, for:
   - dcgan-digiface-64 (the packaged, trained weights);
-  - the three PGGAN layouts at 1024 px (256 px for the zoo), initialised as their training code initialises them
-    (equalised learning rate: weights N(0, 1), biases 0, the Theano layout's stored scale sqrt(2 / fan_in)),
-    because no trained PGGAN can be downloaded here.
+  - the three PGGAN layouts at 1024 px (256 px for the zoo) and StyleGAN2-1024, initialised as their training code
+    initialises them (equalised learning rate: weights N(0, 1), biases 0, the Theano layout's stored scale
+    sqrt(2 / fan_in), StyleGAN2's style biases 1), because no trained PGGAN or StyleGAN2 can be downloaded here.
 
     python bench/weight_scales.py [--lr-g 1e-3] [--per-tensor]
 """
@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from iagan.generators import load_generator  # noqa: E402
 from iagan.generators.pggan import GenforcePGGAN, TheanoPGGAN, ZooPGGAN  # noqa: E402
+from iagan.generators.stylegan2 import StyleGAN2  # noqa: E402
 from iagan.reconstruct.ia import RMS_FLOOR, weight_scales  # noqa: E402
 
 CHANNELS_1024 = [512, 512, 512, 512, 256, 128, 64, 32, 16]
@@ -54,13 +55,28 @@ def generators() -> dict[str, torch.nn.Module]:
         "pggan-iagan-1024 (Theano layout, initialised)": equalised_init(TheanoPGGAN(CHANNELS_1024)),
         "pggan-zoo-256 (pytorch_GAN_zoo layout, initialised)": equalised_init(ZooPGGAN(512, CHANNELS_1024[:7])),
         "pggan-genforce-1024 (genforce layout, initialised)": equalised_init(GenforcePGGAN(CHANNELS_1024)),
+        "stylegan2-1024 (config F, initialised)": stylegan2_init(),
     }
+
+
+def stylegan2_init() -> StyleGAN2:
+    """StyleGAN2-1024 as its training code starts (weights and the constant N(0, 1), biases 0, style biases 1, noise
+    strengths 0); IA adapts the synthesis network only."""
+    torch.manual_seed(0)
+    channels = {4 * 2**i: c for i, c in enumerate([512, 512, 512, 512, 512, 256, 128, 64, 32])}
+    return StyleGAN2("nvlabs", channels)
 
 
 def kind(name: str, shape: torch.Size) -> str:
     """Group tensors by role: conv/linear weights, biases, BatchNorm scales, per-layer scales."""
     if name.endswith("wscale.scale"):
         return "stored per-layer scale"
+    if name.endswith("noise_strength"):
+        return "noise strength"
+    if name.endswith("const"):
+        return "learned constant input"
+    if ".affine." in name:
+        return "style (affine) " + ("weight" if name.endswith("weight") else "bias")
     if len(shape) == 1 and re.search(r"main\.\d+\.weight$", name):
         return "BatchNorm weight"
     if len(shape) == 1:

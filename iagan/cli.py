@@ -211,13 +211,15 @@ def generator_info(
     checkpoint: Optional[Path] = typer.Argument(None, help="checkpoint file; none for the packaged dcgan-digiface-64"),
     name: str = typer.Option("auto", help="generator name, or auto to detect"),
 ) -> None:
-    """Detected format, resolution, latent size and parameter count of a checkpoint (or of the packaged DCGAN)."""
+    """Detected format, resolution, latent size (and the latent spaces it offers), parameter count of a checkpoint
+    (or of the packaged DCGAN)."""
     from iagan.generators import load_generator
 
     if checkpoint is None and name == "auto":
         name = "dcgan-digiface-64"
     net = load_generator(name, str(checkpoint) if checkpoint else None)
     info = {"format": net.layout, "resolution": net.resolution, "latent": list(net.latent_shape),
+            "latent_spaces": {space: list(shape) for space, shape in net.latent_spaces().items()},
             "parameters": sum(p.numel() for p in net.parameters())}
     typer.echo(json.dumps(info))
 
@@ -243,8 +245,9 @@ def generator_sample(
     if n < 1:
         raise UserError(f"--n must be at least 1, got {n}")
     net = load_generator(name, str(checkpoint) if checkpoint else None)
-    z = torch.randn(n, *net.latent_shape, generator=torch.Generator().manual_seed(seed))
+    z = torch.randn(n, *net.prior_shape, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
+        z = net.sample_latents(z)
         images = to_unit_range(net(z)).clamp(0, 1)
     save_png(out, make_grid(images, nrow=math.ceil(math.sqrt(n)), padding=2))
     typer.echo(f"wrote {n} samples to {out}")

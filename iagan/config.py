@@ -18,7 +18,7 @@ import yaml
 from iagan.checks import (choice, did_you_mean, either, flag, fraction, known_keys, non_negative, optional, positive,
                           text, whole)
 from iagan.errors import UserError
-from iagan.generators import GENERATORS
+from iagan.generators import GENERATORS, LATENTS
 from iagan.operators import TaskSpec
 from iagan.operators.cs_fft import CS_MASKS
 from iagan.protocol import PROTOCOLS, Protocol
@@ -49,6 +49,7 @@ def compile_setting(key: str, raw: Any) -> bool | str:
 class GeneratorConfig:
     name: str = setting(choice(*GENERATORS))
     checkpoint: str | None = setting(optional(text))
+    latent: str = setting(choice(*LATENTS))
 
 
 @dataclass(frozen=True)

@@ -131,8 +131,9 @@ def builtin_samples(resolution: int, generator=None, in_range: int = 2, seed: in
     for i in range(in_range):
         if generator is None:
             raise UserError("in-range samples need a generator")
-        z = torch.randn(1, *generator.latent_shape, generator=torch.Generator().manual_seed(stable_seed(seed, "in_range", i)))
+        z = torch.randn(1, *generator.prior_shape, generator=torch.Generator().manual_seed(stable_seed(seed, "in_range", i)))
         with torch.no_grad():
+            z = generator.sample_latents(z)
             pixels = to_unit_range(generator(z))[0].clamp(0, 1).numpy().astype(np.float32)
         samples.append(Sample(f"in_range_{i}", f"generator:seed={seed}/{i}", ("in_range",), pixels))
     return samples

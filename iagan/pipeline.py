@@ -23,12 +23,12 @@ def generator_from(cfg: Config, device="cpu", train_wscale: bool = True):
     from iagan.inputs import checked_weights
 
     checked_weights(cfg)
-    return load_generator(cfg.generator.name, cfg.generator.checkpoint, train_wscale).to(device)
+    return load_generator(cfg.generator.name, cfg.generator.checkpoint, train_wscale, cfg.generator.latent).to(device)
 
 
 def generator_settings(cfg: Config) -> dict:
     """What the generator's output depends on, for the chunk fingerprints."""
-    return {"name": cfg.generator.name, "checkpoint": cfg.generator.checkpoint}
+    return {"name": cfg.generator.name, "checkpoint": cfg.generator.checkpoint, "latent": cfg.generator.latent}
 
 
 def fail_if_diverged(stage: str, ids: list[str], health, setting: str) -> None:
@@ -102,7 +102,8 @@ def csgm(cfg: Config, task: str) -> None:
             art.save_arrays(task, "csgm", **{k: result[k] for k in ("z_all", "loss_all", "z", "x")})
             art.write_trace(task, "csgm", result["trace"])
             art.write_seconds(task, "csgm", seconds)
-            art.write_run_info(task, "csgm", {**run_facts(engine), "seconds_per_image": round(seconds, 4)})
+            art.write_run_info(task, "csgm", {**run_facts(engine), "seconds_per_image": round(seconds, 4),
+                                              "generator": generator.describe()})
 
         run_stage(engine, store, len(ids), work, probe, write)
 

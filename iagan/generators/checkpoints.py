@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from iagan.errors import UserError
+from iagan.errors import UserError, first_line
 from iagan.generators import GENERATORS
 from iagan.generators.pggan import GenforcePGGAN, TheanoPGGAN, ZooPGGAN
 
@@ -44,18 +44,18 @@ def verify_hash_prefix(path: Path) -> None:
                         f"the name says {match.group(1)}; download it again")
 
 
-def safe_load(path: str | Path) -> dict:
-    """torch.load with weights_only=True and only the zoo config class allowed; anything else is refused."""
+def safe_load(path: str | Path, allowed: tuple = ((ZooConfig, "models.utils.config.BaseConfig"),)) -> dict:
+    """torch.load with weights_only=True and only the `allowed` plain classes (by default the zoo config);
+    anything else is refused."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; set generator.checkpoint to the downloaded file")
     verify_hash_prefix(path)
     try:
-        with torch.serialization.safe_globals([(ZooConfig, "models.utils.config.BaseConfig")]):
+        with torch.serialization.safe_globals(list(allowed)):
             blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # an unpickling refusal, a truncated file, not a torch file
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise UserError(f"refusing to load {path.name}: it is not a plain tensor checkpoint ({reason[:200]})") from None
+        raise UserError(f"refusing to load {path.name}: it is not a plain tensor checkpoint ({first_line(exc)})") from None
     if not isinstance(blob, dict):
         raise UserError(f"{path.name} holds a {type(blob).__name__}, not a dict of tensors")
     return blob

@@ -61,14 +61,16 @@ def measurement_loss(op: Operator, x: torch.Tensor, y: torch.Tensor) -> torch.Te
     return (op.A(x) - y).pow(2).flatten(1).mean(dim=1)
 
 
-def initial_latents(latent_shape, image_ids, restarts: int, seed: int) -> torch.Tensor:
-    """z ~ N(0, I), one independent seeded draw per (image, restart): results never depend on the batch."""
+def initial_latents(generator, image_ids, restarts: int, seed: int) -> torch.Tensor:
+    """z ~ N(0, I), one independent seeded draw per (image, restart): results never depend on the batch; the
+    generator turns the draws into its latent space's starts (`Generator.start_latents`)."""
+    shape = tuple(generator.prior_shape)
     draws = [
-        torch.randn(*latent_shape, generator=torch.Generator().manual_seed(stable_seed(seed, "csgm", image, r)))
+        torch.randn(*shape, generator=torch.Generator().manual_seed(stable_seed(seed, "csgm", image, r)))
         for image in image_ids
         for r in range(restarts)
     ]
-    return torch.stack(draws).view(len(image_ids), restarts, *latent_shape)
+    return generator.start_latents(torch.stack(draws).view(len(image_ids), restarts, *shape)).cpu()
 
 
 def run_csgm(generator, op: Operator, y: torch.Tensor, image_ids, *, iters: int, lr: float, restarts: int,
@@ -78,7 +80,7 @@ def run_csgm(generator, op: Operator, y: torch.Tensor, image_ids, *, iters: int,
     latent_shape = tuple(generator.latent_shape)
     device = next(generator.parameters()).device
     net = torch.compile(generator, mode=compile if isinstance(compile, str) else None) if compile else generator
-    z = initial_latents(latent_shape, image_ids, restarts, seed).to(device).flatten(0, 1).requires_grad_(True)
+    z = initial_latents(generator, image_ids, restarts, seed).to(device).flatten(0, 1).requires_grad_(True)
     y_rep = y.to(device).repeat_interleave(restarts, dim=0)
     optimizer = torch.optim.Adam([z], lr=lr)
     trace = torch.zeros(iters, device=device)  # filled on the device: no host sync inside the loop

@@ -27,7 +27,7 @@ def protocol_text(cfg: Config, frame: pd.DataFrame) -> str:
     operators = [OPERATORS[name] for name in frame.operator.unique()]
     return "\n".join([
         f"- {cfg.protocol.summary()}",
-        f"- Generator: `{cfg.generator.name}`; images: {len(images)} ({', '.join(f'{k}: {v}' for k, v in groups.items())}), "
+        f"- Generator: `{cfg.generator.name}`{generator_text()}; images: {len(images)} ({', '.join(f'{k}: {v}' for k, v in groups.items())}), "
         f"source `{cfg.data.source}`.",
         f"- CSGM: Adam lr {csgm.lr}, {csgm.iters} steps, {csgm.restarts} restart(s). "
         f"{ia_variant_text(cfg)} BP: exact A^+ when noiseless; when noisy A^T(AA^T + eps I)^-1 with eps = {cfg.bp.eps} x (noise/255)^2. "
@@ -46,6 +46,15 @@ def ia_variant_text(cfg: Config) -> str:
             "(discrepancy principle, `ia.stop_tau`)" if i.stop_tau is not None else "no early stopping")
     return (f"IA: {cfg.ia.iters} steps{' (500 for FFT)' if cfg.protocol.paper_code else ''}, lr_z {i.lr_z}, {step}; "
             f"{stop}.")
+
+
+def generator_text() -> str:
+    """The generator as the csgm stage loaded it (metrics/runs.json), e.g. its detected layout and latent space."""
+    import json
+
+    seen = {info.get("generator") for runs in json.loads(art.RUNS.read_text()).values()
+            for stage, info in runs.items() if stage == "csgm" and info and info.get("generator")}
+    return f" ({'; '.join(sorted(seen))})" if seen else ""
 
 
 def run_text() -> str:

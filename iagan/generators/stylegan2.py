@@ -1,0 +1,257 @@
+"""StyleGAN2 generator (Karras et al., CVPR 2020, config F: skip generator), written for iagan.
+
+One network for both published PyTorch layouts (their loaders are in `iagan.generators.stylegan2_checkpoints`):
+parameter names follow NVlabs' stylegan2-ada-pytorch (`mapping.fc{i}`, `synthesis.b{res}.conv0|conv1|torgb`).
+
+- Mapping: z -> normalise to unit mean square -> 8 equalised fully connected layers (lr multiplier 0.01,
+  LeakyReLU(0.2) x sqrt(2)) -> w, broadcast to one w per layer (`num_ws`); `w_avg` is the training-time mean of w.
+- Synthesis: a learned 4x4 constant; per resolution two modulated 3x3 convolutions (the first upsamples by 2: a
+  stride-2 transposed convolution followed by the [1,3,3,1] blur), each followed by constant noise x a learned
+  strength, bias, LeakyReLU(0.2) x sqrt(2); a modulated 1x1 toRGB (no demodulation) whose output is added to the
+  previous resolution's RGB upsampled with the same blur ("skip" architecture).
+- Modulated convolution (StyleGAN2 eq. 1-3): w'_ijk = s_i w_ijk, demodulated by 1/sqrt(sum_ik w'_ijk^2 + 1e-8).
+  rosinality multiplies the stored weight by 1/sqrt(fan_in) before demodulating, NVlabs does not; `prescale`
+  keeps each layout's exact forward (they differ only in where the 1e-8 lands).
+
+The latent the pipeline optimises is chosen by `latent_space`: `z` (through the mapping network), `w` (one w for
+every layer) or `w_plus` (one w per layer, num_ws x w_dim). Noise inputs are the checkpoint's constant buffers
+(NVlabs' noise_mode="const"), so G is deterministic. Everything runs in fp32 (NVlabs' force_fp32 path).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from iagan.generators.base import Generator
+
+LATENT_SPACES = ("z", "w", "w_plus")
+LRELU_GAIN = math.sqrt(2)
+BLUR = (1.0, 3.0, 3.0, 1.0)
+
+
+def lrelu(x: torch.Tensor) -> torch.Tensor:
+    """LeakyReLU(0.2) scaled by sqrt(2) to keep the signal's second moment (StyleGAN's `def_gain`)."""
+    return F.leaky_relu(x, 0.2) * LRELU_GAIN
+
+
+def blur_kernel() -> torch.Tensor:
+    """The separable [1,3,3,1] low-pass filter, normalised to sum 1 (NVlabs `setup_filter`)."""
+    k = torch.tensor(BLUR)
+    k = torch.outer(k, k)
+    return k / k.sum()
+
+
+def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int, pad: tuple[int, int], gain: float) -> torch.Tensor:
+    """Upsample by inserting zeros, pad (before, after) on both axes, filter each channel with `kernel` x gain:
+    the reference form of NVlabs/rosinality `upfirdn2d` (the kernel is symmetric, so flipping does not matter)."""
+    n, c, h, w = x.shape
+    if up > 1:
+        x = x.reshape(n, c, h, 1, w, 1)
+        x = F.pad(x, (0, up - 1, 0, 0, 0, up - 1))
+        x = x.reshape(n, c, h * up, w * up)
+    x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
+    weight = (kernel * gain).to(x.dtype).expand(c, 1, *kernel.shape)
+    return F.conv2d(x, weight, groups=c)
+
+
+class EqualLinear(nn.Module):
+    """Fully connected layer with equalised learning rate: y = x (W * lr/sqrt(in))^T + b * lr."""
+
+    def __init__(self, d_in: int, d_out: int, lr_multiplier: float = 1.0, bias_init: float = 0.0,
+                 activation: bool = False) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(d_out, d_in) / lr_multiplier)
+        self.bias = nn.Parameter(torch.full((d_out,), float(bias_init)))
+        self.weight_gain = lr_multiplier / math.sqrt(d_in)
+        self.bias_gain = lr_multiplier
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.linear(x, self.weight * self.weight_gain, self.bias * self.bias_gain)
+        return lrelu(x) if self.activation else x
+
+
+def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, demodulate: bool,
+                     prescale: float = 1.0, up: bool = False) -> torch.Tensor:
+    """Per-image weights s_i * w (scaled by `prescale`, demodulated when asked) applied as one grouped
+    convolution; with `up`, a stride-2 transposed convolution then the blur (pad 1, 1; gain 4), as in both
+    published implementations."""
+    n, c_in, h, w = x.shape
+    c_out, _, k, _ = weight.shape
+    wt = prescale * weight.unsqueeze(0) * styles.view(n, 1, c_in, 1, 1)  # (N, out, in, k, k)
+    if demodulate:
+        wt = wt * torch.rsqrt(wt.square().sum(dim=(2, 3, 4)) + 1e-8).view(n, c_out, 1, 1, 1)
+    x = x.reshape(1, n * c_in, h, w)
+    if up:
+        wt = wt.transpose(1, 2).reshape(n * c_in, c_out, k, k)
+        x = F.conv_transpose2d(x, wt, stride=2, groups=n)
+        x = upfirdn2d(x, blur_kernel(), up=1, pad=(1, 1), gain=4.0)
+    else:
+        x = F.conv2d(x, wt.reshape(n * c_out, c_in, k, k), padding=k // 2, groups=n)
+    return x.reshape(n, c_out, *x.shape[2:])
+
+
+class SynthesisLayer(nn.Module):
+    """Modulated 3x3 convolution (optionally upsampling) + constant noise x strength + bias + LeakyReLU."""
+
+    def __init__(self, c_in: int, c_out: int, w_dim: int, resolution: int, up: bool, prescale: bool,
+                 conv_clamp: float | None) -> None:
+        super().__init__()
+        self.affine = EqualLinear(w_dim, c_in, bias_init=1.0)
+        self.weight = nn.Parameter(torch.randn(c_out, c_in, 3, 3))
+        self.noise_strength = nn.Parameter(torch.zeros(()))
+        self.bias = nn.Parameter(torch.zeros(c_out))
+        self.register_buffer("noise_const", torch.randn(resolution, resolution))
+        self.prescale = 1 / math.sqrt(c_in * 9) if prescale else 1.0
+        self.up, self.conv_clamp = up, conv_clamp
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        x = modulated_conv2d(x, self.weight, self.affine(w), demodulate=True, prescale=self.prescale, up=self.up)
+        x = x + self.noise_strength * self.noise_const
+        x = lrelu(x + self.bias.view(1, -1, 1, 1))
+        return x.clamp(-self.conv_clamp, self.conv_clamp) if self.conv_clamp is not None else x
+
+
+class ToRGB(nn.Module):
+    """Modulated 1x1 convolution to RGB without demodulation, styles scaled by 1/sqrt(fan_in), plus bias."""
+
+    def __init__(self, c_in: int, w_dim: int, conv_clamp: float | None) -> None:
+        super().__init__()
+        self.affine = EqualLinear(w_dim, c_in, bias_init=1.0)
+        self.weight = nn.Parameter(torch.randn(3, c_in, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(3))
+        self.weight_gain = 1 / math.sqrt(c_in)
+        self.conv_clamp = conv_clamp
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        x = modulated_conv2d(x, self.weight, self.affine(w) * self.weight_gain, demodulate=False)
+        x = x + self.bias.view(1, -1, 1, 1)
+        return x.clamp(-self.conv_clamp, self.conv_clamp) if self.conv_clamp is not None else x
+
+
+class SynthesisBlock(nn.Module):
+    """One resolution: [const | upsampling conv0], conv1, toRGB added to the upsampled RGB of the block below."""
+
+    def __init__(self, c_in: int, c_out: int, w_dim: int, resolution: int, prescale: bool,
+                 conv_clamp: float | None) -> None:
+        super().__init__()
+        if c_in == 0:
+            self.const = nn.Parameter(torch.randn(c_out, resolution, resolution))
+        else:
+            self.conv0 = SynthesisLayer(c_in, c_out, w_dim, resolution, True, prescale, conv_clamp)
+        self.conv1 = SynthesisLayer(c_out, c_out, w_dim, resolution, False, prescale, conv_clamp)
+        self.torgb = ToRGB(c_out, w_dim, conv_clamp)
+        self.num_conv = 1 if c_in == 0 else 2
+
+    def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor):
+        if x is None:
+            x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
+        else:
+            x = self.conv0(x, ws[:, 0])
+        x = self.conv1(x, ws[:, self.num_conv - 1])
+        rgb = self.torgb(x, ws[:, self.num_conv])
+        if img is not None:
+            rgb = rgb + upfirdn2d(img, blur_kernel(), up=2, pad=(2, 1), gain=4.0)
+        return x, rgb
+
+
+class Mapping(nn.Module):
+    """z -> w: unit-mean-square normalisation, then `layers` equalised FC layers with lr multiplier 0.01."""
+
+    def __init__(self, z_dim: int, w_dim: int, layers: int, lr_multiplier: float = 0.01) -> None:
+        super().__init__()
+        for i in range(layers):
+            self.add_module(f"fc{i}", EqualLinear(z_dim if i == 0 else w_dim, w_dim, lr_multiplier, activation=True))
+        self.layers = layers
+        self.register_buffer("w_avg", torch.zeros(w_dim))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)
+        for i in range(self.layers):
+            x = getattr(self, f"fc{i}")(x)
+        return x
+
+
+class Synthesis(nn.Module):
+    """The blocks b4 ... b{resolution}; `num_ws` = one w per convolution plus the last toRGB's."""
+
+    def __init__(self, w_dim: int, channels: dict[int, int], prescale: bool, conv_clamp: float | None) -> None:
+        super().__init__()
+        self.resolutions = sorted(channels)
+        for res in self.resolutions:
+            c_in = channels[res // 2] if res > 4 else 0
+            self.add_module(f"b{res}", SynthesisBlock(c_in, channels[res], w_dim, res, prescale, conv_clamp))
+        self.num_ws = 2 * len(self.resolutions)
+
+    def forward(self, ws: torch.Tensor) -> torch.Tensor:
+        x = img = None
+        first = 0
+        for res in self.resolutions:
+            block = getattr(self, f"b{res}")
+            x, img = block(x, img, ws[:, first:first + block.num_conv + 1])
+            first += block.num_conv
+        return img
+
+
+class StyleGAN2(Generator):
+    """latent (N, *latent_shape) -> image (N, 3, R, R) in about [-1, 1]; see the module docstring."""
+
+    def __init__(self, layout: str, channels: dict[int, int], z_dim: int = 512, w_dim: int = 512,
+                 mapping_layers: int = 8, conv_clamp: float | None = None, latent_space: str = "w_plus") -> None:
+        super().__init__()
+        self.layout = layout
+        self.resolution = max(channels)
+        self.z_dim, self.w_dim = z_dim, w_dim
+        self.mapping = Mapping(z_dim, w_dim, mapping_layers)
+        self.synthesis = Synthesis(w_dim, channels, layout == "rosinality", conv_clamp)
+        self.num_ws = self.synthesis.num_ws
+        self.set_latent_space(latent_space)
+
+    def set_latent_space(self, space: str) -> "StyleGAN2":
+        """Choose the latent CSGM and IA optimise (`z`, `w`, `w_plus`); the mapping network is never adapted."""
+        if space not in LATENT_SPACES:
+            raise ValueError(f"latent space must be one of {LATENT_SPACES}, got {space!r}")
+        self.latent_space = space
+        self.freeze_for_ia(name for name, _ in self.named_parameters() if name.startswith("mapping."))
+        return self
+
+    def latent_spaces(self) -> dict[str, tuple[int, ...]]:
+        return {"z": (self.z_dim,), "w": (self.w_dim,), "w_plus": (self.num_ws, self.w_dim)}
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return self.latent_spaces()[self.latent_space]
+
+    @property
+    def prior_shape(self) -> tuple[int, ...]:
+        return (self.z_dim,)
+
+    def start_latents(self, draws: torch.Tensor) -> torch.Tensor:
+        """CSGM starts (N, restarts, z_dim) standard-normal draws -> latents: z itself; in w/w+, the first
+        restart starts at the mean latent `w_avg` (the checkpoint's), the others at mapped draws."""
+        if self.latent_space == "z":
+            return draws
+        n, restarts = draws.shape[:2]
+        with torch.no_grad():
+            w = self.mapping(draws.flatten(0, 1).to(self.mapping.w_avg.device)).view(n, restarts, self.w_dim)
+            w[:, 0] = self.mapping.w_avg
+        return w.unsqueeze(2).expand(n, restarts, self.num_ws, self.w_dim).clone() if self.latent_space == "w_plus" else w
+
+    def sample_latents(self, draws: torch.Tensor) -> torch.Tensor:
+        """Latents of generator samples for standard-normal draws (N, z_dim): z mapped to w (w/w+)."""
+        if self.latent_space == "z":
+            return draws
+        with torch.no_grad():
+            w = self.mapping(draws)
+        return w.unsqueeze(1).expand(-1, self.num_ws, -1).clone() if self.latent_space == "w_plus" else w
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        if self.latent_space == "z":
+            latent = self.mapping(latent)
+        if latent.dim() == 2:
+            latent = latent.unsqueeze(1).expand(-1, self.num_ws, -1)
+        return self.synthesis(latent)

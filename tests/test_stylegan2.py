@@ -1,0 +1,193 @@
+"""StyleGAN2: both published checkpoint layouts load into iagan's network, whose forward equals an independent one;
+code inside a pickle never runs; the pipeline's latent spaces, batching and IA work on it."""
+
+import pickle
+
+import pytest
+import torch
+
+from iagan.errors import UserError
+from iagan.generators import load_generator
+from iagan.generators.stylegan2 import upfirdn2d
+from iagan.generators.stylegan2_checkpoints import load_stylegan2
+from tests.stylegan2_files import (CHANNELS, Z_DIM, random_state, reference_forward, reference_mapping,
+                                   write_nvlabs, write_rosinality)
+
+NUM_WS = 2 * len(CHANNELS)
+
+
+@pytest.fixture(scope="module")
+def state():
+    return random_state(seed=3)
+
+
+@pytest.fixture(scope="module")
+def files(state, tmp_path_factory):
+    root = tmp_path_factory.mktemp("stylegan2")
+    marker = root / "payload-ran"
+    write_rosinality(root / "g.pt", state)
+    write_nvlabs(root / "network.pkl", state, marker)
+    return {"rosinality": root / "g.pt", "nvlabs": root / "network.pkl", "marker": marker}
+
+
+def w_plus(n, seed=0):
+    return torch.randn(n, NUM_WS, Z_DIM, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("layout", ["rosinality", "nvlabs"])
+def test_published_layouts_load_and_match_an_independent_forward(files, state, layout):
+    net = load_stylegan2(layout, files[layout])
+    assert (net.resolution, net.num_ws, net.latent_shape) == (16, NUM_WS, (NUM_WS, Z_DIM))
+    ws = w_plus(3)
+    with torch.no_grad():
+        ours = net(ws)
+    clamp = 256.0 if layout == "nvlabs" else None
+    torch.testing.assert_close(ours, reference_forward(state, ws, layout, clamp), rtol=1e-4, atol=1e-5)
+    z = torch.randn(4, Z_DIM, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(net.mapping(z), reference_mapping(state, z), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(net.mapping.w_avg, state["mapping.w_avg"])
+    assert not files["marker"].exists()
+
+
+def test_conv_clamp_is_applied_as_nvlabs_does(files, state):
+    """A tiny clamp makes the clamped and unclamped forwards differ; ours follows the reference in both."""
+    net = load_stylegan2("nvlabs", files["nvlabs"])
+    for module in net.modules():
+        if hasattr(module, "conv_clamp"):
+            module.conv_clamp = 0.5
+    ws = w_plus(2, seed=4)
+    with torch.no_grad():
+        torch.testing.assert_close(net(ws), reference_forward(state, ws, "nvlabs", 0.5), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(reference_forward(state, ws, "nvlabs", 0.5), reference_forward(state, ws, "nvlabs"))
+
+
+def test_skip_upsampling_equals_a_transposed_convolution():
+    x = torch.randn(2, 3, 5, 7, dtype=torch.float64)
+    k = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=torch.float64)
+    kernel = torch.outer(k, k) / 64
+    expected = torch.nn.functional.conv_transpose2d(x, (4 * kernel).expand(3, 1, 4, 4), stride=2, padding=1, groups=3)
+    torch.testing.assert_close(upfirdn2d(x, kernel, up=2, pad=(2, 1), gain=4.0), expected)
+
+
+def test_a_pickle_whose_network_would_run_code_is_refused(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            import os
+
+            return os.system, (f"touch {marker}",)
+
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": Payload()}))
+    with pytest.raises(UserError, match=r"refusing to load evil.pkl: it references (posix|nt|os)\.system"):
+        load_stylegan2(None, path)
+    assert not marker.exists()
+
+
+def test_module_source_inside_a_pickle_never_runs(files):
+    load_stylegan2(None, files["nvlabs"])
+    assert not files["marker"].exists()
+    text = files["nvlabs"].read_bytes()
+    assert b"the module source ran" in text  # the payload is there; it did not run
+
+
+@pytest.mark.parametrize("variant, message", [({"architecture": "resnet"}, "only the 'skip' generator"),
+                                              ({"c_dim": 10}, "conditional generator")])
+def test_unsupported_nvlabs_variants_are_refused_in_one_line(state, tmp_path, variant, message):
+    path = tmp_path / "variant.pkl"
+    write_nvlabs(path, state, tmp_path / "ran", **variant)
+    with pytest.raises(UserError, match=message) as err:
+        load_stylegan2(None, path)
+    assert "\n" not in str(err.value) and not (tmp_path / "ran").exists()
+
+
+def test_mismatched_rosinality_keys_name_what_is_missing(state, tmp_path):
+    path = tmp_path / "broken.pt"
+    write_rosinality(path, state)
+    blob = torch.load(path, weights_only=False)
+    del blob["g_ema"]["to_rgb1.bias"]
+    torch.save(blob, path)
+    with pytest.raises(UserError, match="lacks to_rgb1.bias"):
+        load_stylegan2("rosinality", path)
+
+
+def test_rosinality_without_latent_avg_uses_the_mean_of_mapped_samples(state, tmp_path):
+    path = tmp_path / "no_avg.pt"
+    write_rosinality(path, state, with_latent_avg=False)
+    net = load_stylegan2("rosinality", path)
+    z = torch.randn(10_000, Z_DIM, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(net.mapping.w_avg, reference_mapping(state, z).mean(0), rtol=1e-4, atol=1e-5)
+
+
+def test_names_and_auto_detection(files):
+    for name, layout in (("stylegan2-rosinality", "rosinality"), ("stylegan2-nvlabs", "nvlabs"),
+                         ("auto", "rosinality"), ("auto", "nvlabs")):
+        net = load_generator(name, str(files[layout]))
+        assert net.layout == layout and not any(p.requires_grad for p in net.parameters())
+    with pytest.raises(UserError, match="is a nvlabs StyleGAN2 checkpoint, not rosinality"):
+        load_generator("stylegan2-rosinality", str(files["nvlabs"]))
+    with pytest.raises(UserError, match="applies to StyleGAN2 only"):
+        load_generator("dcgan-digiface-64", None, latent="w_plus")
+
+
+@pytest.mark.parametrize("space, shape", [("z", (Z_DIM,)), ("w", (Z_DIM,)), ("w_plus", (NUM_WS, Z_DIM))])
+def test_latent_spaces_give_the_same_image_for_the_same_sample(files, space, shape):
+    net = load_generator("auto", str(files["rosinality"]), latent=space)
+    assert net.latent_shape == shape and net.prior_shape == (Z_DIM,)
+    z = torch.randn(2, Z_DIM, generator=torch.Generator().manual_seed(5))
+    as_z = load_generator("auto", str(files["rosinality"]), latent="z")
+    with torch.no_grad():
+        torch.testing.assert_close(net(net.sample_latents(z)), as_z(z), rtol=1e-5, atol=1e-6)
+    starts = net.start_latents(z.view(1, 2, Z_DIM))
+    assert starts.shape == (1, 2, *shape)
+    if space != "z":  # the first restart starts at the mean latent
+        torch.testing.assert_close(starts[0, 0].reshape(-1, Z_DIM)[0], net.mapping.w_avg)
+    assert not any(name.startswith("synthesis") for name in net.ia_frozen)
+    assert {n for n, _ in net.named_parameters() if n.startswith("mapping")} == set(net.ia_frozen)
+
+
+def test_batched_forward_equals_one_image_at_a_time(files):
+    net = load_stylegan2(None, files["nvlabs"])
+    ws = w_plus(3, seed=9)
+    with torch.no_grad():
+        together = net(ws)
+        alone = torch.cat([net(ws[i:i + 1]) for i in range(3)])
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
+
+
+def test_csgm_ia_and_vmap_ia_run_on_stylegan2(files):
+    from iagan.operators import TaskSpec
+    from iagan.reconstruct.csgm import run_csgm
+    from iagan.reconstruct.ia import run_ia
+
+    net = load_generator("auto", str(files["rosinality"]))
+    op = TaskSpec.of("t", "sr_bicubic", scale=2).build(16)
+    truth = (net(net.sample_latents(torch.randn(2, Z_DIM, generator=torch.Generator().manual_seed(2)))) + 1) / 2
+    y = op.A(truth.detach())
+    cs = run_csgm(net, op, y, ["a", "b"], iters=30, lr=0.1, restarts=2, seed=0)
+    assert cs.z.shape == (2, NUM_WS, Z_DIM) and cs.trace[-1] < cs.trace[0]
+    copies = run_ia(net, op, y, cs.z, iters=4, lr_z=1e-4, lr_g=1e-3, mode="copies")
+    vmapped = run_ia(net, op, y, cs.z, iters=4, lr_z=1e-4, lr_g=1e-3, mode="vmap")
+    torch.testing.assert_close(copies.x, vmapped.x, rtol=1e-4, atol=1e-5)
+    assert not any(name.startswith("mapping") for name in copies.weight_deltas)
+
+
+def test_generator_info_and_sample_show_a_stylegan2_checkpoint(files, tmp_path):
+    import json
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from iagan.cli import app
+
+    result = CliRunner().invoke(app, ["generator", "info", str(files["nvlabs"])])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["format"] == "nvlabs" and info["resolution"] == 16 and info["latent"] == [NUM_WS, Z_DIM]
+    assert info["latent_spaces"] == {"z": [Z_DIM], "w": [Z_DIM], "w_plus": [NUM_WS, Z_DIM]}
+    out = tmp_path / "grid.png"
+    result = CliRunner().invoke(app, ["generator", "sample", "--name", "auto", "--checkpoint", str(files["rosinality"]),
+                                      "--n", "4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert Image.open(out).size == (2 * 16 + 3 * 2, 2 * 16 + 3 * 2)
