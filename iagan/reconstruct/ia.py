@@ -219,12 +219,16 @@ def run_ia(generator, op: Operator, y: torch.Tensor, z0: torch.Tensor, *, iters:
 
 class Images:
     """Per image of an IA batch: whether it still adapts, its latest reconstruction and measurement error (a
-    stopped image keeps those it stopped with), its first error and the first step its error was not finite."""
+    stopped image keeps those it stopped with), its first error and the first step its error was not finite.
+    While every image adapts, the latest values are kept by reference (no per-step copy); the active rows' index
+    is built once per change of the active set, not per step."""
 
     def __init__(self, n: int, device: torch.device) -> None:
         self.n, self.device = n, device
         self.active = list(range(n))
         self.stopped_at: dict[int, int] = {}
+        self.index = torch.arange(n, device=device)  # the active images' rows
+        self.stopped: torch.Tensor | None = None  # the stopped images' rows
         self.x: torch.Tensor | None = None
         self.loss = torch.zeros(n, device=device)
         self.first = torch.full((n,), float("nan"), device=device)
@@ -232,22 +236,22 @@ class Images:
         self.last_step = -1
 
     @property
-    def index(self) -> torch.Tensor:
-        return torch.tensor(self.active, device=self.device)
-
-    @property
-    def stopped(self) -> torch.Tensor | None:
-        return torch.tensor(sorted(self.stopped_at), device=self.device) if self.stopped_at else None
+    def all_active(self) -> bool:
+        return len(self.active) == self.n
 
     def rows(self, t: torch.Tensor) -> torch.Tensor:
         """The active images' rows of a per-image tensor."""
-        return t if len(self.active) == self.n else t.index_select(0, self.index)
+        return t if self.all_active else t.index_select(0, self.index)
+
+    def update(self, current: torch.Tensor | None, new: torch.Tensor) -> torch.Tensor:
+        """`current` with the active rows replaced by `new`."""
+        return new if self.all_active or current is None else current.index_copy(0, self.index, new)
 
     def record(self, step: int, x: torch.Tensor, losses: torch.Tensor | None) -> None:
-        self.x = x.clone() if self.x is None else self.x.index_copy(0, self.index, x)
+        self.x = self.update(self.x, x)
         if losses is not None:
-            self.loss = self.loss.index_copy(0, self.index, losses)
-            self.nonfinite = self.nonfinite.index_copy(0, self.index, watch(self.rows(self.nonfinite), losses, step))
+            self.loss = self.update(self.loss, losses)
+            self.nonfinite = self.update(self.nonfinite, watch(self.rows(self.nonfinite), losses, step))
             if step == 0:
                 self.first = self.loss.clone()
             self.last_step = step
@@ -259,9 +263,13 @@ class Images:
         return [self.active[j] for j in torch.nonzero(losses <= stop_loss).flatten().tolist()]
 
     def stop(self, images: list[int], step: int) -> None:
+        if not images:
+            return
         for i in images:
             self.stopped_at[i] = step
         self.active = [i for i in self.active if i not in self.stopped_at]
+        self.index = torch.tensor(self.active, dtype=torch.long, device=self.device)
+        self.stopped = torch.tensor(sorted(self.stopped_at), dtype=torch.long, device=self.device)
 
     def steps(self, iters: int) -> np.ndarray:
         """Adam steps each image took."""
