@@ -45,16 +45,17 @@ def blur_kernel() -> torch.Tensor:
     return k / k.sum()
 
 
-def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int, pad: tuple[int, int], gain: float) -> torch.Tensor:
-    """Upsample by inserting zeros, pad (before, after) on both axes, filter each channel with `kernel` x gain:
-    the reference form of NVlabs/rosinality `upfirdn2d` (the kernel is symmetric, so flipping does not matter)."""
+def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int, pad: tuple[int, int]) -> torch.Tensor:
+    """Upsample by inserting zeros, pad (before, after) on both axes, filter each channel with `kernel` (gain
+    included): the reference form of NVlabs/rosinality `upfirdn2d` (the kernel is symmetric, so flipping does not
+    matter)."""
     n, c, h, w = x.shape
     if up > 1:
         x = x.reshape(n, c, h, 1, w, 1)
         x = F.pad(x, (0, up - 1, 0, 0, 0, up - 1))
         x = x.reshape(n, c, h * up, w * up)
     x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
-    weight = (kernel * gain).to(x.dtype).expand(c, 1, *kernel.shape)
+    weight = kernel.to(x.dtype).expand(c, 1, *kernel.shape)
     return F.conv2d(x, weight, groups=c)
 
 
@@ -76,20 +77,20 @@ class EqualLinear(nn.Module):
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, demodulate: bool,
-                     prescale: float = 1.0, up: bool = False) -> torch.Tensor:
+                     prescale: float = 1.0, blur: torch.Tensor | None = None) -> torch.Tensor:
     """Per-image weights s_i * w (scaled by `prescale`, demodulated when asked) applied as one grouped
-    convolution; with `up`, a stride-2 transposed convolution then the blur (pad 1, 1; gain 4), as in both
-    published implementations."""
+    convolution; with a `blur` kernel (the upsampling layers), a stride-2 transposed convolution then that blur
+    (pad 1, 1), as in both published implementations."""
     n, c_in, h, w = x.shape
     c_out, _, k, _ = weight.shape
     wt = prescale * weight.unsqueeze(0) * styles.view(n, 1, c_in, 1, 1)  # (N, out, in, k, k)
     if demodulate:
         wt = wt * torch.rsqrt(wt.square().sum(dim=(2, 3, 4)) + 1e-8).view(n, c_out, 1, 1, 1)
     x = x.reshape(1, n * c_in, h, w)
-    if up:
+    if blur is not None:
         wt = wt.transpose(1, 2).reshape(n * c_in, c_out, k, k)
         x = F.conv_transpose2d(x, wt, stride=2, groups=n)
-        x = upfirdn2d(x, blur_kernel(), up=1, pad=(1, 1), gain=4.0)
+        x = upfirdn2d(x, blur, up=1, pad=(1, 1))
     else:
         x = F.conv2d(x, wt.reshape(n * c_out, c_in, k, k), padding=k // 2, groups=n)
     return x.reshape(n, c_out, *x.shape[2:])
@@ -106,11 +107,13 @@ class SynthesisLayer(nn.Module):
         self.noise_strength = nn.Parameter(torch.zeros(()))
         self.bias = nn.Parameter(torch.zeros(c_out))
         self.register_buffer("noise_const", torch.randn(resolution, resolution))
+        # the upsampling blur x 4 (the zeros inserted by the stride-2 transposed convolution), built once
+        self.register_buffer("blur", blur_kernel() * 4 if up else None, persistent=False)
         self.prescale = 1 / math.sqrt(c_in * 9) if prescale else 1.0
-        self.up, self.conv_clamp = up, conv_clamp
+        self.conv_clamp = conv_clamp
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        x = modulated_conv2d(x, self.weight, self.affine(w), demodulate=True, prescale=self.prescale, up=self.up)
+        x = modulated_conv2d(x, self.weight, self.affine(w), demodulate=True, prescale=self.prescale, blur=self.blur)
         x = x + self.noise_strength * self.noise_const
         x = lrelu(x + self.bias.view(1, -1, 1, 1))
         return x.clamp(-self.conv_clamp, self.conv_clamp) if self.conv_clamp is not None else x
@@ -145,6 +148,7 @@ class SynthesisBlock(nn.Module):
             self.conv0 = SynthesisLayer(c_in, c_out, w_dim, resolution, True, prescale, conv_clamp)
         self.conv1 = SynthesisLayer(c_out, c_out, w_dim, resolution, False, prescale, conv_clamp)
         self.torgb = ToRGB(c_out, w_dim, conv_clamp)
+        self.register_buffer("blur", blur_kernel() * 4, persistent=False)  # upsampling the RGB of the block below
         self.num_conv = 1 if c_in == 0 else 2
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor):
@@ -155,7 +159,7 @@ class SynthesisBlock(nn.Module):
         x = self.conv1(x, ws[:, self.num_conv - 1])
         rgb = self.torgb(x, ws[:, self.num_conv])
         if img is not None:
-            rgb = rgb + upfirdn2d(img, blur_kernel(), up=2, pad=(2, 1), gain=4.0)
+            rgb = rgb + upfirdn2d(img, self.blur, up=2, pad=(2, 1))
         return x, rgb
 
 
