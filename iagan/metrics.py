@@ -103,9 +103,6 @@ class LPIPSAlex(torch.nn.Module):
     """d(x0, x1) = sum_l mean_hw || w_l * (f_l(x0) - f_l(x1)) ||^2 with f_l the unit-normalised l-th AlexNet ReLU
     output (Zhang et al. 2018, eq. 1); inputs in [-1, 1], shape (N, 3, H, W) with H, W >= 31."""
 
-    shift = (-0.030, -0.088, -0.188)  # lpips' ScalingLayer: (x - shift) / scale
-    scale = (0.458, 0.448, 0.450)
-
     def __init__(self, backbone: dict[str, np.ndarray], heads: dict[str, torch.Tensor]) -> None:
         super().__init__()
         self.convs = torch.nn.ModuleList()
@@ -117,12 +114,13 @@ class LPIPSAlex(torch.nn.Module):
             self.convs.append(conv)
             c_in = c_out
         self.heads = torch.nn.ParameterList([heads[f"lin{i}.model.1.weight"].float() for i in range(len(ALEXNET))])
-        self.register_buffer("shift_", torch.tensor(self.shift).view(1, 3, 1, 1))
-        self.register_buffer("scale_", torch.tensor(self.scale).view(1, 3, 1, 1))
+        # lpips' ScalingLayer: (x - shift) / scale
+        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))
+        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1))
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         out = []
-        x = (x - self.shift_) / self.scale_
+        x = (x - self.shift) / self.scale
         for conv, (*_, pool_first) in zip(self.convs, ALEXNET):
             if pool_first:
                 x = torch.nn.functional.max_pool2d(x, 3, 2)

@@ -52,7 +52,7 @@ def load_generator(name: str, checkpoint: str | None = None, train_wscale: bool 
     """A generator (`iagan.generators.base.Generator`) in eval mode with frozen weights (CSGM); `auto` detects
     the layout of `checkpoint`. BatchNorm (DCGAN) uses its running statistics, so images never interact.
     `train_wscale` false keeps a Theano PGGAN's stored scales out of image adaptation. `latent`: the space CSGM and
-    IA optimise (StyleGAN2: z | w | w_plus, auto = w_plus; the others have z only)."""
+    IA optimise (StyleGAN2: z | w | w_plus, auto = w_plus; the others have z only: `Generator.use_latent`)."""
     if name not in GENERATORS:
         raise UserError(f"unknown generator '{name}'; available: {', '.join(GENERATORS)}")
     layout = GENERATORS[name].layout
@@ -63,20 +63,17 @@ def load_generator(name: str, checkpoint: str | None = None, train_wscale: bool 
     if layout in STYLEGAN2_LAYOUTS:
         from iagan.generators.stylegan2_checkpoints import load_stylegan2
 
-        if not checkpoint:
-            raise UserError(f"generator {name} needs generator.checkpoint: the path of the downloaded file (see README)")
-        net = load_stylegan2(GENERATORS[name].layout, checkpoint, "w_plus" if latent == "auto" else latent)
+        net = load_stylegan2(GENERATORS[name].layout, weights_file(name, checkpoint))
+    elif layout == "dcgan":
+        from iagan.generators.dcgan import load_dcgan
+
+        net = load_dcgan(checkpoint or None)
     else:
-        if latent not in ("auto", "z"):
-            raise UserError(f"generator.latent {latent} applies to StyleGAN2 only; {name} has a z latent: set auto")
-        if layout == "dcgan":
-            from iagan.generators.dcgan import load_dcgan
+        from iagan.generators.checkpoints import load_pggan
 
-            net = load_dcgan(checkpoint or None)
-        else:
-            from iagan.generators.checkpoints import load_pggan
-
-            net = load_pggan(name, checkpoint, train_wscale)
+        net = load_pggan(name, checkpoint, train_wscale)
+    if latent != "auto":
+        net.use_latent(latent)
     for p in net.parameters():
         p.requires_grad_(False)
     return net.eval()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from iagan.errors import UserError
+
 
 class Generator(nn.Module):
     """A generator G: latent (N, *latent_shape) -> image (N, 3, resolution, resolution) in about [-1, 1].
@@ -15,6 +17,7 @@ class Generator(nn.Module):
 
     layout: str
     resolution: int
+    latent_space: str = "z"  # the space CSGM and IA optimise (`generator.latent`); see `latent_spaces`
 
     def __init__(self) -> None:
         super().__init__()
@@ -41,10 +44,17 @@ class Generator(nn.Module):
         """The latent spaces CSGM can optimise (`generator.latent`), with their shapes."""
         return {"z": tuple(self.latent_shape)}
 
+    def use_latent(self, space: str) -> "Generator":
+        """Optimise in `space` (one of `latent_spaces`; only StyleGAN2 offers more than z)."""
+        if space not in self.latent_spaces():
+            raise UserError(f"generator.latent {space} applies to StyleGAN2 only; this {self.layout} generator offers "
+                            f"{', '.join(self.latent_spaces())}: set generator.latent to auto")
+        return self
+
     def describe(self) -> str:
         """One line for the report: layout, resolution, the latent optimised."""
         shape = "x".join(map(str, self.latent_shape))
-        return f"{self.layout} layout, {self.resolution} px, latent {getattr(self, 'latent_space', 'z')} ({shape})"
+        return f"{self.layout} layout, {self.resolution} px, latent {self.latent_space} ({shape})"
 
     def freeze_for_ia(self, names) -> None:
         """Keep these parameters at their pretrained values during image adaptation."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from iagan.errors import UserError
+from iagan.errors import UserError, first_line
 from iagan.generators.base import Generator
 
 LATENT_DIM = 100
@@ -69,8 +69,7 @@ def load_dcgan(checkpoint: str | Path | None = None) -> DCGANGenerator:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file or a pickle that wants to run code
-        reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
-        raise UserError(f"cannot load generator checkpoint {path}: not a plain tensor checkpoint ({reason})") from None
+        raise UserError(f"cannot load generator checkpoint {path}: not a plain tensor checkpoint ({first_line(exc)})") from None
     state = blob.get("netG_state_dict", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict):
         raise UserError(f"{path} holds no `netG_state_dict`: it is not a dcgan-digiface-64 checkpoint")
@@ -78,6 +77,5 @@ def load_dcgan(checkpoint: str | Path | None = None) -> DCGANGenerator:
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise UserError(f"{path} does not match the dcgan-digiface-64 layout: {first}") from None
+        raise UserError(f"{path} does not match the dcgan-digiface-64 layout: {first_line(exc, 1000)}") from None
     return net.eval()

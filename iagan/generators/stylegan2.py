@@ -28,7 +28,6 @@ from torch import nn
 
 from iagan.generators.base import Generator
 
-LATENT_SPACES = ("z", "w", "w_plus")
 LRELU_GAIN = math.sqrt(2)
 BLUR = (1.0, 3.0, 3.0, 1.0)
 
@@ -213,14 +212,13 @@ class StyleGAN2(Generator):
         self.mapping = Mapping(z_dim, w_dim, mapping_layers)
         self.synthesis = Synthesis(w_dim, channels, layout == "rosinality", conv_clamp)
         self.num_ws = self.synthesis.num_ws
-        self.set_latent_space(latent_space)
+        self.freeze_for_ia(name for name, _ in self.named_parameters() if name.startswith("mapping."))  # never adapted
+        self.use_latent(latent_space)
 
-    def set_latent_space(self, space: str) -> "StyleGAN2":
-        """Choose the latent CSGM and IA optimise (`z`, `w`, `w_plus`); the mapping network is never adapted."""
-        if space not in LATENT_SPACES:
-            raise ValueError(f"latent space must be one of {LATENT_SPACES}, got {space!r}")
+    def use_latent(self, space: str) -> "StyleGAN2":
+        """Choose the latent CSGM and IA optimise: `z`, `w` or `w_plus`."""
+        super().use_latent(space)
         self.latent_space = space
-        self.freeze_for_ia(name for name, _ in self.named_parameters() if name.startswith("mapping."))
         return self
 
     def latent_spaces(self) -> dict[str, tuple[int, ...]]:

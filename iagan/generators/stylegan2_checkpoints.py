@@ -80,7 +80,9 @@ def _safe_globals() -> dict:
 class RestrictedUnpickler(pickle.Unpickler):
     """Resolves only the globals in `_safe_globals` (and torch dtypes); anything else ends the load."""
 
-    allowed: dict = {}
+    def __init__(self, file) -> None:
+        super().__init__(file)
+        self.allowed = _safe_globals()
 
     def find_class(self, module: str, name: str):
         key = f"{module}.{name}"
@@ -92,7 +94,6 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 
 def read_pickle(path: Path) -> dict:
-    RestrictedUnpickler.allowed = _safe_globals()
     try:
         with path.open("rb") as f:
             blob = RestrictedUnpickler(f).load()
@@ -249,8 +250,9 @@ def sniff(path: Path) -> str | None:
     return "rosinality" if isinstance(blob, dict) and "g_ema" in blob else None
 
 
-def load_stylegan2(layout: str | None, checkpoint: str | Path, latent_space: str = "w_plus") -> StyleGAN2:
-    """iagan's StyleGAN2 from a published checkpoint (`layout` rosinality | nvlabs | None = detected)."""
+def load_stylegan2(layout: str | None, checkpoint: str | Path) -> StyleGAN2:
+    """iagan's StyleGAN2 from a published checkpoint (`layout` rosinality | nvlabs | None = detected), optimised in
+    W+ unless `use_latent` says otherwise."""
     path = Path(checkpoint)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; set generator.checkpoint to the downloaded file")
@@ -270,4 +272,4 @@ def load_stylegan2(layout: str | None, checkpoint: str | Path, latent_space: str
     except RuntimeError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()][1:4]
         raise UserError(f"{path.name} does not match the StyleGAN2 {found} layout: {'; '.join(lines)[:300]}") from None
-    return net.set_latent_space(latent_space).eval()
+    return net.eval()

@@ -48,21 +48,24 @@ def ia_variant_text(cfg: Config) -> str:
             f"{stop}.")
 
 
-def generator_text() -> str:
-    """The generator as the csgm stage loaded it (metrics/runs.json), e.g. its detected layout and latent space."""
+def recorded_runs() -> dict[str, dict[str, dict]]:
+    """task -> stage -> what the stage recorded about its run (metrics/runs.json)."""
     import json
 
-    seen = {info.get("generator") for runs in json.loads(art.RUNS.read_text()).values()
+    return json.loads(art.RUNS.read_text())
+
+
+def generator_text() -> str:
+    """The generator as the csgm stage loaded it (metrics/runs.json), e.g. its detected layout and latent space."""
+    seen = {info.get("generator") for runs in recorded_runs().values()
             for stage, info in runs.items() if stage == "csgm" and info and info.get("generator")}
     return f" ({'; '.join(sorted(seen))})" if seen else ""
 
 
 def run_text() -> str:
     """How the csgm and ia stages ran, as they recorded it (metrics/runs.json), not the machine writing the report."""
-    import json
-
     seen: dict[str, list[str]] = {}
-    for runs in json.loads(art.RUNS.read_text()).values():
+    for runs in recorded_runs().values():
         for stage, info in runs.items():
             if not info:
                 line = "not recorded"
