@@ -1,20 +1,24 @@
 """Every file the pipeline writes: where it lives, how it is written (atomically) and how it is read.
 
-  data/prepared/images.npz, manifest.csv          prepare         ids and pixels (N, 3, R, R) in [0, 1]; per image its
-                                                                  source, groups and pixel sha256 (groups live only in
-                                                                  the manifest: regrouping reruns no reconstruction)
-  out/<task>/observation.npz                      degrade@<task>  y (float64), noise seeds, mask seed, resolution, spec
-  out/<task>/csgm.npz, csgm_loss.tsv              csgm@<task>     latents and losses of every restart, the winner, G(z)
-  out/<task>/ia.npz, ia_weights.safetensors,      ia@<task>       latents, G_adapted(z), stop steps (when a stopping
-    ia_loss.tsv, ia_quality.tsv                                   rule applied), fp16 weight differences, traces
-  out/<task>/bp.npz                               bp@<task>       naive, csgm_bp, ia_bp
-  out/<task>/<stage>_seconds.json, <stage>_run.json               wall time per image; where and how a stage ran (kept
-                                                                  out of the arrays, which are bit-identical run to run)
-  metrics/tasks/<task>.parquet, <task>.json, reports/figures/<task>.png
-                                                  evaluate@<task> per-image scores; seconds, run facts, IA quality curve
+Files that a later stage reads for every task sit in one folder per kind, one file per task (out/<kind>/<task>.*),
+so that a stage over all tasks depends on exactly the folders of the kinds it reads:
+
+  data/prepared/images.npz, manifest.csv      prepare       ids and pixels (N, 3, R, R) in [0, 1]; per image its
+                                                            source, groups and pixel sha256 (groups live only in
+                                                            the manifest: regrouping reruns no reconstruction)
+  out/observation/<task>.npz                  degrade       y (float64), noise seeds, mask seed, resolution, spec
+  out/csgm/<task>.npz                         csgm@<task>   latents and losses of every restart, the winner, G(z)
+  out/ia/<task>.npz                           ia@<task>     latents, G_adapted(z), stop steps (when a stopping rule
+                                                            applied)
+  out/ia_weights/<task>.safetensors           ia@<task>     fp16 differences of the adapted from the pretrained weights
+  out/{csgm,ia}_loss/<task>.tsv               csgm, ia      mean measurement loss per step (dvc plots)
+  out/ia_quality/<task>.tsv                   ia@<task>     the IA output's PSNR/LPIPS every ia.quality_every steps
+  out/bp/<task>.npz                           bp            naive, csgm_bp, ia_bp
+  out/{csgm,ia,bp}_run/<task>.json                          seconds per image; where and how the stage ran (kept out
+                                                            of the arrays, which are bit-identical run to run)
   metrics/per_image.parquet, summary.json, method_means.csv, ia_quality.csv, runs.json
-                                                  summarize       every configured task joined: all the report reads
-  reports/report.md, reports/figures/{groups,ia_quality}.png      report
+                                              evaluate      every configured task scored: all the report reads
+  reports/report.md, reports/figures/         report
 """
 
 from __future__ import annotations
@@ -66,21 +70,20 @@ METHODS = {m.name: m for m in (
 TIMED_STAGES = ("csgm", "ia", "bp")
 
 
-def task_dir(task: str) -> Path:
-    return OUT / task
+def task_file(kind: str, task: str, suffix: str = ".npz") -> Path:
+    """out/<kind>/<task><suffix>: one task's file of one kind (observation, csgm, ia, bp, csgm_run, ...)."""
+    return OUT / kind / f"{task}{suffix}"
 
 
 def stage_file(task: str, stage: str) -> Path:
-    """out/<task>/<stage>.npz: the arrays a stage wrote."""
-    return task_dir(task) / f"{stage}.npz"
+    """The arrays a stage wrote for a task (stage: observation, csgm, ia or bp)."""
+    return task_file(stage, task)
 
 
-def task_rows(task: str) -> Path:
-    return METRICS / "tasks" / f"{task}.parquet"
-
-
-def task_facts(task: str) -> Path:
-    return METRICS / "tasks" / f"{task}.json"
+def producer(kind: str, task: str) -> str:
+    """The stage that writes a task's file of this kind, for "run `dvc repro ...` first" errors."""
+    stage = kind.split("_")[0] if kind != "observation" else "degrade"
+    return f"{stage}@{task}" if stage in ("csgm", "ia") else stage
 
 
 def require(path: Path, stage: str) -> Path:
@@ -137,7 +140,7 @@ def save_observation(task: str, spec: TaskSpec, y: torch.Tensor, noise_seeds: li
 
 
 def load_observation(task: str) -> Observation:
-    obs = load_npz(require(stage_file(task, "observation"), f"degrade@{task}"))
+    obs = load_npz(require(stage_file(task, "observation"), producer("observation", task)))
     return Observation(TaskSpec.from_json(str(obs["spec"])), torch.from_numpy(obs["y"]), int(obs["mask_seed"]),
                        int(obs["resolution"]))
 
@@ -148,7 +151,7 @@ def save_arrays(task: str, stage: str, **arrays) -> None:
 
 
 def load_arrays(task: str, stage: str) -> dict[str, np.ndarray]:
-    return load_npz(require(stage_file(task, stage), f"{stage}@{task}"))
+    return load_npz(require(stage_file(task, stage), producer(stage, task)))
 
 
 def reconstructions(task: str) -> dict[str, np.ndarray]:
@@ -167,30 +170,29 @@ def ia_stop_steps(task: str, n: int) -> list[int | None]:
 def write_trace(task: str, stage: str, trace: np.ndarray) -> None:
     """Per-step mean measurement loss as TSV (step, loss) for `dvc plots` (linear template)."""
     lines = ["step\tloss"] + [f"{i}\t{v:.8g}" for i, v in enumerate(trace)]
-    save_text(task_dir(task) / f"{stage}_loss.tsv", "\n".join(lines) + "\n")
+    save_text(task_file(f"{stage}_loss", task, ".tsv"), "\n".join(lines) + "\n")
 
 
 def quality_path(task: str) -> Path:
-    return task_dir(task) / "ia_quality.tsv"
+    return task_file("ia_quality", task, ".tsv")
 
 
-def write_seconds(task: str, stage: str, seconds_per_image: float) -> None:
-    save_text(task_dir(task) / f"{stage}_seconds.json", json.dumps({"seconds_per_image": round(seconds_per_image, 4)}) + "\n")
-
-
-def read_seconds(task: str, stage: str) -> float:
-    path = require(task_dir(task) / f"{stage}_seconds.json", f"{stage}@{task}")
-    return float(json.loads(path.read_text())["seconds_per_image"])
-
-
-def write_run_info(task: str, stage: str, info: dict) -> None:
-    """Where and how a stage ran (device, precision, processes, versions), for the report to state as observed."""
-    save_json(task_dir(task) / f"{stage}_run.json", info)
+def write_run_info(task: str, stage: str, seconds_per_image: float, info: dict | None = None) -> None:
+    """Seconds per image, and where and how the stage ran (device, precision, processes, versions), for the report
+    to state as observed."""
+    save_json(task_file(f"{stage}_run", task, ".json"), {"seconds_per_image": round(seconds_per_image, 4), **(info or {})})
 
 
 def read_run_info(task: str, stage: str) -> dict:
-    path = task_dir(task) / f"{stage}_run.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return json.loads(require(task_file(f"{stage}_run", task, ".json"), producer(stage, task)).read_text())
+
+
+def read_seconds(task: str, stage: str) -> float:
+    return float(read_run_info(task, stage)["seconds_per_image"])
+
+
+def weights_path(task: str) -> Path:
+    return task_file("ia_weights", task, ".safetensors")
 
 
 def save_weight_deltas(task: str, deltas: dict[str, torch.Tensor], ids: list[str], keep: bool) -> None:
@@ -203,5 +205,5 @@ def save_weight_deltas(task: str, deltas: dict[str, torch.Tensor], ids: list[str
     tensors = {k: v.to(torch.float16).contiguous() for k, v in deltas.items()} if keep else {}
     # one metadata key only: safetensors writes the metadata map in arbitrary key order, which would make
     # otherwise identical files differ byte for byte between runs
-    with atomic_path(task_dir(task) / "ia_weights.safetensors") as tmp:
+    with atomic_path(weights_path(task)) as tmp:
         save_file(tensors, str(tmp), metadata={"images": json.dumps(ids)})

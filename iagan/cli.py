@@ -53,11 +53,11 @@ def prepare() -> None:
 
 @app.command()
 @user_errors
-def degrade(task: str = TASK) -> None:
-    """Stage degrade@TASK: the observation y = A x + e."""
+def degrade() -> None:
+    """Stage degrade: every task's observation y = A x + e."""
     from iagan import pipeline
 
-    pipeline.degrade(load_config(), task)
+    pipeline.degrade(load_config())
 
 
 @app.command()
@@ -80,27 +80,18 @@ def ia(task: str = TASK) -> None:
 
 @app.command()
 @user_errors
-def bp(task: str = TASK) -> None:
-    """Stage bp@TASK: naive reconstruction and back-projections (paper eqs. 5-6)."""
+def bp() -> None:
+    """Stage bp: every task's naive reconstruction and back-projections (paper eqs. 5-6)."""
     from iagan import pipeline
 
-    pipeline.bp(load_config(), task)
+    pipeline.bp(load_config())
 
 
 @app.command()
 @user_errors
-def evaluate(task: str = TASK) -> None:
-    """Stage evaluate@TASK: per-image PSNR/LPIPS of every method, the task's facts and its figure."""
+def evaluate() -> None:
+    """Stage evaluate: per-image PSNR/LPIPS of every task and method, means with 95% CIs, timings and run facts."""
     from iagan.evaluate import evaluate as run
-
-    run(load_config(), task)
-
-
-@app.command()
-@user_errors
-def summarize() -> None:
-    """Stage summarize: every task's rows and facts joined (Parquet, JSON summary, CSVs for dvc plots)."""
-    from iagan.evaluate import summarize as run
 
     run(load_config())
 

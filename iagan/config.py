@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from iagan.checks import (choice, did_you_mean, either, flag, fraction, known_keys, non_negative, optional, positive,
+from iagan.checks import (choice, did_you_mean, either, flag, known_keys, non_negative, optional, positive,
                           text, whole)
 from iagan.errors import UserError
 from iagan.generators import GENERATORS, LATENTS

@@ -1,14 +1,12 @@
-"""Stages evaluate@<task> and summarize: per-image PSNR/LPIPS for every task x method, then means with 95% CIs.
+"""Stage evaluate: per-image PSNR/LPIPS for every configured task x method, then means with 95% CIs.
 
-evaluate@<task> reads only that task's files and writes its rows (metrics/tasks/<task>.parquet), its facts
-(metrics/tasks/<task>.json: seconds per stage, how csgm and ia ran, the IA quality curve) and its figure. summarize
-joins the configured tasks into metrics/per_image.parquet, summary.json, method_means.csv (dvc plots),
-ia_quality.csv and runs.json, which are all the report reads.
+It writes metrics/per_image.parquet, summary.json, method_means.csv (dvc plots), ia_quality.csv (the IA quality
+curves) and runs.json (seconds per stage and how csgm and ia ran, as they recorded it), which are all the report reads
+besides the arrays it draws. Files of tasks no longer configured are left alone and never read.
 """
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pandas as pd
@@ -48,28 +46,12 @@ def evaluate_task(task: str, images: art.Prepared, groups: dict[str, str], proto
     return frame
 
 
-def task_facts(task: str) -> dict:
-    """What the report states about a task besides its scores: seconds per stage, how csgm and ia ran (as they
-    recorded it) and the IA quality curve."""
+def quality_curve(task: str) -> pd.DataFrame:
+    """The task's IA quality curve (mean PSNR/LPIPS per recorded step), empty when it was not recorded."""
     from iagan.quality import read_quality
 
     path = art.quality_path(task)
-    curve = read_quality(path) if path.exists() else pd.DataFrame()
-    return {"seconds": stage_seconds(task), "runs": {stage: art.read_run_info(task, stage) for stage in RUN_STAGES},
-            "ia_quality": json.loads(curve.to_json(orient="records"))}
-
-
-def evaluate(cfg: Config, task: str) -> None:
-    """Stage evaluate@<task>: the task's rows, facts and figure."""
-    from iagan.report.figures import task_figure
-
-    cfg.task(task)
-    images = art.load_prepared()
-    frame = evaluate_task(task, images, art.load_groups(), cfg.protocol)
-    with atomic_path(art.task_rows(task)) as tmp:
-        frame.to_parquet(tmp, index=False)
-    save_json(art.task_facts(task), task_facts(task))
-    task_figure(task, images, cfg.report.figure_rows)
+    return read_quality(path).assign(task=task) if path.exists() else pd.DataFrame()
 
 
 def summarize_frame(frame: pd.DataFrame, seconds: dict[str, dict[str, float]]) -> dict:
@@ -90,22 +72,17 @@ def method_means(frame: pd.DataFrame) -> str:
     return means.round(4).to_csv(index=False)
 
 
-def summarize(cfg: Config) -> None:
-    """Stage summarize: every configured task's rows and facts joined (files of tasks no longer configured are
-    left alone and never read)."""
-    frames, facts = [], {}
-    for task in cfg.tasks:
-        with open(art.require(art.task_rows(task), f"evaluate@{task}"), "rb") as fh:
-            frames.append(pd.read_parquet(fh))
-        facts[task] = json.loads(art.require(art.task_facts(task), f"evaluate@{task}").read_text())
-    frame = pd.concat(frames, ignore_index=True)
+def evaluate(cfg: Config) -> None:
+    """Stage evaluate: every configured task scored and joined."""
+    images, groups = art.load_prepared(), art.load_groups()
+    frame = pd.concat([evaluate_task(task, images, groups, cfg.protocol) for task in cfg.tasks], ignore_index=True)
     frame["method"] = pd.Categorical(frame["method"].astype(str), categories=list(art.METHODS))
     with atomic_path(art.PER_IMAGE) as tmp:
         frame.to_parquet(tmp, index=False)
-    seconds = {task: {k: round(v, 4) for k, v in f["seconds"].items()} for task, f in facts.items()}
+    seconds = {task: {k: round(v, 4) for k, v in stage_seconds(task).items()} for task in cfg.tasks}
     save_json(art.SUMMARY, summarize_frame(frame, seconds))
     save_text(art.METHOD_MEANS, method_means(frame))
-    curves = [pd.DataFrame(f["ia_quality"]).assign(task=task) for task, f in facts.items() if f["ia_quality"]]
+    curves = [c for c in map(quality_curve, cfg.tasks) if not c.empty]
     quality = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=["task", "step"])
     save_text(art.IA_QUALITY, quality.to_csv(index=False))
-    save_json(art.RUNS, {task: f["runs"] for task, f in facts.items()})
+    save_json(art.RUNS, {task: {stage: art.read_run_info(task, stage) for stage in RUN_STAGES} for task in cfg.tasks})

@@ -1,5 +1,8 @@
 """The DVC stages prepare, degrade, csgm, ia and bp as functions of the checked config (iagan/config.py).
 
+csgm and ia run once per task (`csgm@<task>`: each is minutes of work whose result DVC caches on its own); degrade and
+bp take seconds and run once for every configured task (a process per task would cost more than the work).
+
 Where each stage's files live and how they are written: iagan/artifacts.py. The evaluate and report stages are
 iagan/evaluate.py and iagan/report/report.py. Each stage imports the library code it runs inside its own body, so
 that its `deps` in dvc.yaml list exactly that code (tests/test_dependencies.py checks them against what a run of the
@@ -59,15 +62,17 @@ def prepare(cfg: Config) -> None:
 
 
 # ---------------------------------------------------------------- degrade
-def degrade(cfg: Config, task: str) -> None:
-    spec = cfg.task(task)
+def degrade(cfg: Config) -> None:
+    """Every configured task's observation y = A x + e."""
     images = art.load_prepared()
     resolution = images.pixels.shape[-1]
-    mask_seed = stable_seed(cfg.seed, "mask", task)
-    op = spec.build(resolution, mask_seed)
-    noise_seeds = [stable_seed(cfg.seed, "noise", task, image) for image in images.ids]
-    y = cfg.protocol.observe(op, images.pixels, spec.noise, noise_seeds)
-    art.save_observation(task, spec, y, noise_seeds, mask_seed, resolution)
+    mask_seeds = {task: stable_seed(cfg.seed, "mask", task) for task in cfg.tasks}
+    operators = {task: spec.build(resolution, mask_seeds[task]) for task, spec in cfg.tasks.items()}  # all checked first
+    for task, spec in cfg.tasks.items():
+        mask_seed, op = mask_seeds[task], operators[task]
+        noise_seeds = [stable_seed(cfg.seed, "noise", task, image) for image in images.ids]
+        y = cfg.protocol.observe(op, images.pixels, spec.noise, noise_seeds)
+        art.save_observation(task, spec, y, noise_seeds, mask_seed, resolution)
 
 
 # ---------------------------------------------------------------- csgm / ia
@@ -79,6 +84,7 @@ def csgm(cfg: Config, task: str) -> None:
     from iagan.engine.runner import engine_session, fingerprint, run_facts, run_stage
     from iagan.reconstruct.csgm import run_csgm
 
+    cfg.task(task)  # an unknown task name: one line naming it, before anything is read
     engine = Engine.from_config(cfg.engine)
     obs = art.load_observation(task)
     op, y = obs.operator(), obs.y.float()
@@ -101,9 +107,7 @@ def csgm(cfg: Config, task: str) -> None:
         def write(result: dict[str, np.ndarray], seconds: float) -> None:
             art.save_arrays(task, "csgm", **{k: result[k] for k in ("z_all", "loss_all", "z", "x")})
             art.write_trace(task, "csgm", result["trace"])
-            art.write_seconds(task, "csgm", seconds)
-            art.write_run_info(task, "csgm", {**run_facts(engine), "seconds_per_image": round(seconds, 4),
-                                              "generator": generator.describe()})
+            art.write_run_info(task, "csgm", seconds, {**run_facts(engine), "generator": generator.describe()})
 
         run_stage(engine, store, len(ids), work, probe, write)
 
@@ -118,6 +122,7 @@ def ia(cfg: Config, task: str) -> None:
     from iagan.quality import QualityTrack, quality_steps, write_quality
     from iagan.reconstruct.ia import run_ia
 
+    cfg.task(task)  # an unknown task name: one line naming it, before anything is read
     engine = Engine.from_config(cfg.engine)
     obs = art.load_observation(task)
     op, y, spec = obs.operator(), obs.y.float(), obs.spec
@@ -154,8 +159,7 @@ def ia(cfg: Config, task: str) -> None:
             art.write_trace(task, "ia", result["trace"])
             write_quality(art.quality_path(task), quality_steps(method.iters, method.quality_every),
                           result["quality_psnr"], result["quality_lpips"])
-            art.write_seconds(task, "ia", seconds)
-            art.write_run_info(task, "ia", {**run_facts(engine), "seconds_per_image": round(seconds, 4)})
+            art.write_run_info(task, "ia", seconds, run_facts(engine))
             deltas = {k.removeprefix("delta/"): torch.from_numpy(v) for k, v in result.items() if k.startswith("delta/")}
             art.save_weight_deltas(task, deltas, ids, method.save_weights)
             if method.save_weights:
@@ -176,23 +180,25 @@ def stop_steps(steps, iters: int):
 
 
 # ---------------------------------------------------------------- bp
-def bp(cfg: Config, task: str) -> None:
+def bp(cfg: Config) -> None:
+    """Every configured task's naive reconstruction and back-projections of CSGM and IA (paper eqs. 5-6)."""
     import time
 
     import torch
 
     from iagan.reconstruct.bp import back_project, regularisation
 
-    obs = art.load_observation(task)
-    op, y = obs.operator(), obs.y
-    eps = regularisation(cfg.bp.eps, obs.spec.noise)
-    start = time.perf_counter()
-    x_csgm = torch.from_numpy(art.load_arrays(task, "csgm")["x"])
-    x_ia = torch.from_numpy(art.load_arrays(task, "ia")["x"])
-    naive = op.naive(y, eps)
-    csgm_bp = back_project(op, x_csgm, y, eps)
-    ia_bp = back_project(op, x_ia, y, eps)
-    seconds = (time.perf_counter() - start) / y.shape[0]
-    art.save_arrays(task, "bp", naive=naive.float().numpy(), csgm_bp=csgm_bp.float().numpy(),
-                    ia_bp=ia_bp.float().numpy(), eps=eps)
-    art.write_seconds(task, "bp", seconds)
+    for task in cfg.tasks:
+        obs = art.load_observation(task)
+        op, y = obs.operator(), obs.y
+        eps = regularisation(cfg.bp.eps, obs.spec.noise)
+        start = time.perf_counter()
+        x_csgm = torch.from_numpy(art.load_arrays(task, "csgm")["x"])
+        x_ia = torch.from_numpy(art.load_arrays(task, "ia")["x"])
+        naive = op.naive(y, eps)
+        csgm_bp = back_project(op, x_csgm, y, eps)
+        ia_bp = back_project(op, x_ia, y, eps)
+        seconds = (time.perf_counter() - start) / y.shape[0]
+        art.save_arrays(task, "bp", naive=naive.float().numpy(), csgm_bp=csgm_bp.float().numpy(),
+                        ia_bp=ia_bp.float().numpy(), eps=eps)
+        art.write_run_info(task, "bp", seconds)

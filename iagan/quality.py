@@ -3,7 +3,7 @@
 The replication paper's open question (its section 5) is how many IA steps are best before IA starts fitting the
 noise. The ia stage hands a `QualityTrack` to `run_ia` as its monitor: after 0, k, 2k, ... steps and after the last,
 it scores every image's current reconstruction against the ground truth (PSNR and LPIPS as the protocol computes
-them). The method never sees these numbers; they only go to `out/<task>/ia_quality.tsv` (mean and 95% CI per step,
+them). The method never sees these numbers; they only go to `out/ia_quality/<task>.tsv` (mean and 95% CI per step,
 for `dvc plots` and the report).
 """
 

@@ -69,19 +69,19 @@ def test_bad_task_settings(project, tmp_path, task, fragment):
     """Settings wrong in themselves stop every stage (params are checked on load); those that depend on the image
     size stop the first stage that builds the operator."""
     project(**{"tasks.bad": task})
-    assert_one_line_error(*first_failure(("inputs",), ("prepare",), ("degrade", "bad")), fragment)
-    assert not (tmp_path / "out" / "bad").exists() or not any((tmp_path / "out" / "bad").iterdir())
+    assert_one_line_error(*first_failure(("inputs",), ("prepare",), ("degrade",)), fragment)
+    assert not (tmp_path / "out" / "observation").exists() or not any((tmp_path / "out" / "observation").iterdir())
 
 
 def test_unknown_task_name(project):
-    assert_one_line_error(*run("degrade", "sr_x99"), "unknown task 'sr_x99'")
+    assert_one_line_error(*run("csgm", "sr_x99"), "unknown task 'sr_x99'")
 
 
 def test_negative_iterations(project, tmp_path):
     project(**{"csgm.iters": -1})
     for command in (("inputs",), ("prepare",), ("csgm", "sr_x2_n0")):
         assert_one_line_error(*run(*command), "csgm.iters must be a whole number >= 0")
-    assert not (tmp_path / "out/sr_x2_n0/csgm.npz").exists()
+    assert not (tmp_path / "out/csgm/sr_x2_n0.npz").exists()
 
 
 @pytest.mark.parametrize("case, fragment", [("missing", "does not exist"), ("empty", "no images"),
@@ -110,11 +110,11 @@ def test_missing_params_file(tmp_path, monkeypatch):
 ])
 def test_divergence_stops_the_stage_with_the_images_and_the_setting(project, tmp_path, setting, stage, fragment):
     project(**{"csgm.iters": 20, "ia.iters": 10, "ia.stop_tau": None, **setting})
-    for command in (("inputs",), ("prepare",), ("degrade", "sr_x2_n0"), ("csgm", "sr_x2_n0"), ("ia", "sr_x2_n0")):
+    for command in (("inputs",), ("prepare",), ("degrade",), ("csgm", "sr_x2_n0"), ("ia", "sr_x2_n0")):
         code, output = run(*command)
         if command[0] == stage:
             assert_one_line_error(code, output, fragment)
-            assert not (tmp_path / f"out/sr_x2_n0/{stage}.npz").exists()
+            assert not (tmp_path / f"out/{stage}/sr_x2_n0.npz").exists()
             return
         assert code == 0, output
 

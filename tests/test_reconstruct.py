@@ -100,15 +100,15 @@ def test_adapted_weights_file_is_identical_byte_for_byte_when_saved_again(tmp_pa
 
     from safetensors import safe_open
 
-    from iagan.artifacts import save_weight_deltas, task_dir
+    from iagan.artifacts import save_weight_deltas, weights_path
 
     monkeypatch.chdir(tmp_path)
     deltas = {f"layer{i}.weight": torch.full((2, 3), float(i)) for i in range(5)}
     for name in ("a", "b", "c", "d"):
         save_weight_deltas(name, deltas, ["x", "y"], keep=True)
-    blobs = {(task_dir(n) / "ia_weights.safetensors").read_bytes() for n in "abcd"}
+    blobs = {weights_path(n).read_bytes() for n in "abcd"}
     assert len(blobs) == 1
-    with safe_open(str(task_dir("a") / "ia_weights.safetensors"), framework="pt") as fh:
+    with safe_open(str(weights_path("a")), framework="pt") as fh:
         assert json.loads(fh.metadata()["images"]) == ["x", "y"]
         assert fh.get_tensor("layer3.weight").dtype == torch.float16
 

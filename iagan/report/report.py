@@ -1,4 +1,5 @@
-"""reports/report.md: protocol, run time, the paper's tables side by side with ours, and figure grids."""
+"""reports/report.md: protocol, run time, the paper's tables side by side with ours, and figure grids
+(reports/figures/)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from iagan.io import save_text
 from iagan.metrics import mean_ci
 from iagan.operators import OPERATORS
 from iagan.report.experiments import load_experiment, paired_test, per_image
-from iagan.report.figures import save_grid, save_group_bars, save_quality_curves
+from iagan.report.figures import save_group_bars, save_quality_curves, task_figure
 from iagan.report.tables import (FAMILIES, digits, experiments_table, explode_groups, family_table, fmt,
                                  group_means_all_tasks, group_table, load_paper_tables, trend_notes)
 
@@ -95,6 +96,7 @@ def build_report(cfg: Config, experiments: list[str] | None = None, out: Path = 
     frame["method"] = frame["method"].astype(str)
     seconds = json.loads(art.SUMMARY.read_text())["seconds_per_image"]
     paper = load_paper_tables()
+    images = art.load_prepared()
     protocol_line = f"_{cfg.protocol.summary()}_\n"
     text = ["# IAGAN replication report", "", "Written by `dvc repro` (stage `report`) from "
             "`metrics/per_image.parquet`; compared with the replication paper's Tables 1-8 and Figures 1-4.", "",
@@ -108,7 +110,9 @@ def build_report(cfg: Config, experiments: list[str] | None = None, out: Path = 
                      "Trends (mean over images per row):", "", trend_notes(frame, paper, family, metric)]
         text.append(f"**Figure {figure}**: per task, one row per image: original, observation, Naive, CSGM, CSGM-BP, "
                     "IA, IA-BP.\n")
-        text += [f"![{task}](figures/{task}.png)\n" for task in frame[frame.family == family].task.unique()]
+        for task in frame[frame.family == family].task.unique():
+            task_figure(task, images, cfg.report.figure_rows)
+            text.append(f"![{task}](figures/{task}.png)\n")
     text += table7_section(frame, paper, protocol_line) + table8_section(frame, paper, protocol_line, experiments)
     text += ia_quality_section(frame, cfg, protocol_line)
     save_text(out, "\n".join(text))
@@ -178,7 +182,7 @@ def ia_quality_section(frame: pd.DataFrame, cfg: Config, protocol_line: str) -> 
             "The replication paper leaves open how many IA steps are best (its section 5: too many overfit). The ia "
             "stage scores the current IA output against the ground truth every `ia.quality_every` steps, for "
             "evaluation only (the method never sees it). Where noise-aware stopping stopped an image, its curve stays "
-            "flat from there; `dvc plots show` draws the same curves from `out/<task>/ia_quality.tsv`.", ""]
+            "flat from there; `dvc plots show` draws the same curves from `out/ia_quality/<task>.tsv`.", ""]
     quality = pd.read_csv(art.IA_QUALITY)
     curves = {task: rows.reset_index(drop=True) for task, rows in quality.groupby("task", sort=False)}
     if not curves:

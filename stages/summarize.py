@@ -1,9 +1,0 @@
-"""DVC stage `summarize` (see iagan/pipeline.py for what each stage reads and writes)."""
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's iagan, whatever else is installed
-from iagan.cli import app  # noqa: E402
-
-app(["summarize", *sys.argv[1:]])
