@@ -13,7 +13,8 @@ import yaml
 from tests.conftest import REPO
 
 TASK = "sr_x2_n10"
-OUTPUTS = ("csgm.npz", "csgm_loss.tsv", "ia.npz", "ia_loss.tsv", "ia_weights.safetensors")
+OUTPUTS = (f"csgm/{TASK}.npz", f"csgm_loss/{TASK}.tsv", f"ia/{TASK}.npz", f"ia_loss/{TASK}.tsv",
+           f"ia_weights/{TASK}.safetensors")
 
 
 def run(cwd, *args):
@@ -36,14 +37,14 @@ def test_two_torchrun_processes_write_the_same_files_as_one(tmp_path):
     (single / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(single, "stages/inputs.py")
     run(single, "stages/prepare.py")
-    run(single, "stages/degrade.py", TASK)
+    run(single, "stages/degrade.py")
     sharded = tmp_path / "sharded"
     shutil.copytree(single, sharded)
     for stage in ("csgm", "ia"):
         run(single, f"stages/{stage}.py", TASK)
         run(sharded, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", f"stages/{stage}.py", TASK)
     for name in OUTPUTS:
-        assert filecmp.cmp(single / "out" / TASK / name, sharded / "out" / TASK / name, shallow=False), name
-    with np.load(sharded / "out" / TASK / "ia.npz") as ia:
+        assert filecmp.cmp(single / "out" / name, sharded / "out" / name, shallow=False), name
+    with np.load(sharded / "out" / "ia" / f"{TASK}.npz") as ia:
         assert ia["x"].shape == (4, 3, 64, 64)
     assert not (sharded / ".staging").exists()  # staged chunks are removed once the outputs are written
