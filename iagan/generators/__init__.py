@@ -38,6 +38,11 @@ def weights_file(name: str, checkpoint: str | None) -> Path:
         return packaged_weights_path()
     if not checkpoint:
         raise UserError(f"generator {name} needs generator.checkpoint: the path of the downloaded .pth (see README)")
+    return existing_checkpoint(checkpoint)
+
+
+def existing_checkpoint(checkpoint: str | Path) -> Path:
+    """The checkpoint's path, or one line saying it does not exist (every loader reads through this)."""
     path = Path(checkpoint)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; set generator.checkpoint to the downloaded file")
@@ -56,22 +61,24 @@ def load_generator(name: str, checkpoint: str | None = None, train_wscale: bool 
     if name not in GENERATORS:
         raise UserError(f"unknown generator '{name}'; available: {', '.join(GENERATORS)}")
     layout = GENERATORS[name].layout
-    if name == "auto" and checkpoint:
-        from iagan.generators.stylegan2_checkpoints import sniff
-
-        layout = sniff(Path(checkpoint))
-    if layout in STYLEGAN2_LAYOUTS:
-        from iagan.generators.stylegan2_checkpoints import load_stylegan2
-
-        net = load_stylegan2(GENERATORS[name].layout, weights_file(name, checkpoint))
-    elif layout == "dcgan":
+    if layout == "dcgan":
         from iagan.generators.dcgan import load_dcgan
 
         net = load_dcgan(checkpoint or None)
     else:
-        from iagan.generators.checkpoints import load_pggan
+        path = weights_file(name, checkpoint)
+        if layout is None:
+            from iagan.generators.stylegan2_checkpoints import sniff
 
-        net = load_pggan(name, checkpoint, train_wscale)
+            layout = sniff(path)
+        if layout in STYLEGAN2_LAYOUTS:
+            from iagan.generators.stylegan2_checkpoints import load_stylegan2
+
+            net = load_stylegan2(layout, path)
+        else:
+            from iagan.generators.checkpoints import load_pggan
+
+            net = load_pggan(name, path, train_wscale)
     if latent != "auto":
         net.use_latent(latent)
     for p in net.parameters():

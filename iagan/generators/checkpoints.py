@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from iagan.errors import UserError, first_line
-from iagan.generators import GENERATORS
+from iagan.generators import GENERATORS, existing_checkpoint, weights_file
 from iagan.generators.pggan import GenforcePGGAN, TheanoPGGAN, ZooPGGAN
 
 SIGNATURES = {  # layout -> keys a state dict of that layout must hold
@@ -47,9 +47,7 @@ def verify_hash_prefix(path: Path) -> None:
 def safe_load(path: str | Path, allowed: tuple = ((ZooConfig, "models.utils.config.BaseConfig"),)) -> dict:
     """torch.load with weights_only=True and only the `allowed` plain classes (by default the zoo config);
     anything else is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist; set generator.checkpoint to the downloaded file")
+    path = existing_checkpoint(path)
     verify_hash_prefix(path)
     try:
         with torch.serialization.safe_globals(list(allowed)):
@@ -117,9 +115,7 @@ def build(fmt: str, state: dict, extra: dict) -> torch.nn.Module:
 
 def load_pggan(name: str, checkpoint: str | Path | None, train_wscale: bool = True) -> torch.nn.Module:
     """A PGGAN of the named layout (or `auto`) from a checkpoint file; `layout` names the detected format."""
-    if not checkpoint:
-        raise UserError(f"generator {name} needs generator.checkpoint: the path of the downloaded .pth (see README)")
-    state, extra = generator_state(safe_load(checkpoint))
+    state, extra = generator_state(safe_load(weights_file(name, checkpoint)))
     fmt = detect_format(state)
     if name != "auto" and GENERATORS[name].layout != fmt:
         raise UserError(f"{Path(checkpoint).name} is a '{fmt}' checkpoint ({', '.join(names_of(fmt))}), not {name}; "

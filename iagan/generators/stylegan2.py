@@ -241,7 +241,7 @@ class StyleGAN2(Generator):
         with torch.no_grad():
             w = self.mapping(draws.flatten(0, 1).to(self.mapping.w_avg.device)).view(n, restarts, self.w_dim)
             w[:, 0] = self.mapping.w_avg
-        return w.unsqueeze(2).expand(n, restarts, self.num_ws, self.w_dim).clone() if self.latent_space == "w_plus" else w
+        return self._in_latent_space(w)
 
     def sample_latents(self, draws: torch.Tensor) -> torch.Tensor:
         """Latents of generator samples for standard-normal draws (N, z_dim): z mapped to w (w/w+)."""
@@ -249,7 +249,13 @@ class StyleGAN2(Generator):
             return draws
         with torch.no_grad():
             w = self.mapping(draws)
-        return w.unsqueeze(1).expand(-1, self.num_ws, -1).clone() if self.latent_space == "w_plus" else w
+        return self._in_latent_space(w)
+
+    def _in_latent_space(self, w: torch.Tensor) -> torch.Tensor:
+        """w (..., w_dim) as a latent of the current space: itself in w, one copy per layer in w_plus."""
+        if self.latent_space != "w_plus":
+            return w
+        return w.unsqueeze(-2).expand(*w.shape[:-1], self.num_ws, self.w_dim).clone()
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         if self.latent_space == "z":

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from iagan.errors import UserError, first_line
+from iagan.generators import existing_checkpoint
 from iagan.generators.checkpoints import safe_load
 from iagan.generators.stylegan2 import StyleGAN2, blur_kernel
 
@@ -237,9 +238,7 @@ def detect(path: Path) -> str:
 def sniff(path: Path) -> str | None:
     """For `generator.name: auto`: `nvlabs` (a plain pickle), `rosinality` (a torch file with `g_ema`), or None
     (a PGGAN layout, detected by its own loader). The torch file is memory-mapped, so the check reads little."""
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist; set generator.checkpoint to the downloaded file")
-    form = torch_format(path)
+    form = torch_format(existing_checkpoint(path))
     if form is None:
         return "nvlabs"
     try:
@@ -253,9 +252,7 @@ def sniff(path: Path) -> str | None:
 def load_stylegan2(layout: str | None, checkpoint: str | Path) -> StyleGAN2:
     """iagan's StyleGAN2 from a published checkpoint (`layout` rosinality | nvlabs | None = detected), optimised in
     W+ unless `use_latent` says otherwise."""
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist; set generator.checkpoint to the downloaded file")
+    path = existing_checkpoint(checkpoint)
     found = detect(path)
     if layout is not None and layout != found:
         raise UserError(f"{path.name} is a {found} StyleGAN2 checkpoint, not {layout}; set generator.name to "
