@@ -187,10 +187,6 @@ def read_run_info(task: str, stage: str) -> dict:
     return json.loads(require(task_file(f"{stage}_run", task, ".json"), producer(stage, task)).read_text())
 
 
-def read_seconds(task: str, stage: str) -> float:
-    return float(read_run_info(task, stage)["seconds_per_image"])
-
-
 def weights_path(task: str) -> Path:
     return task_file("ia_weights", task, ".safetensors")
 

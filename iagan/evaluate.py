@@ -7,7 +7,6 @@ besides the arrays it draws. Files of tasks no longer configured are left alone 
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import torch
@@ -21,15 +20,12 @@ from iagan.protocol import Protocol
 RUN_STAGES = ("csgm", "ia")
 
 
-def stage_seconds(task: str) -> dict[str, float]:
-    return {stage: art.read_seconds(task, stage) for stage in art.TIMED_STAGES}
-
-
-def evaluate_task(task: str, images: art.Prepared, groups: dict[str, str], protocol: Protocol = Protocol()) -> pd.DataFrame:
-    """One row per image and method: the task's setting, PSNR, LPIPS, seconds (of the stages the method went through)
-    and, for IA and IA-BP, the step at which noise-aware stopping stopped the image (NA: it did not)."""
+def evaluate_task(task: str, images: art.Prepared, groups: dict[str, str], seconds: dict[str, float],
+                  protocol: Protocol = Protocol()) -> pd.DataFrame:
+    """One row per image and method: the task's setting, PSNR, LPIPS, seconds (of the stages the method went through,
+    from `seconds`: stage -> seconds per image) and, for IA and IA-BP, the step at which noise-aware stopping stopped
+    the image (NA: it did not)."""
     spec = art.load_observation(task).spec
-    seconds = stage_seconds(task)
     stops = art.ia_stop_steps(task, len(images.ids))
     rows = []
     for method, x in art.reconstructions(task).items():
@@ -75,14 +71,16 @@ def method_means(frame: pd.DataFrame) -> str:
 def evaluate(cfg: Config) -> None:
     """Stage evaluate: every configured task scored and joined."""
     images, groups = art.load_prepared(), art.load_groups()
-    frame = pd.concat([evaluate_task(task, images, groups, cfg.protocol) for task in cfg.tasks], ignore_index=True)
+    runs = {task: {stage: art.read_run_info(task, stage) for stage in art.TIMED_STAGES} for task in cfg.tasks}
+    seconds = {task: {stage: info["seconds_per_image"] for stage, info in r.items()} for task, r in runs.items()}
+    frame = pd.concat([evaluate_task(task, images, groups, seconds[task], cfg.protocol) for task in cfg.tasks],
+                      ignore_index=True)
     frame["method"] = pd.Categorical(frame["method"].astype(str), categories=list(art.METHODS))
     with atomic_path(art.PER_IMAGE) as tmp:
         frame.to_parquet(tmp, index=False)
-    seconds = {task: {k: round(v, 4) for k, v in stage_seconds(task).items()} for task in cfg.tasks}
     save_json(art.SUMMARY, summarize_frame(frame, seconds))
     save_text(art.METHOD_MEANS, method_means(frame))
     curves = [c for c in map(quality_curve, cfg.tasks) if not c.empty]
     quality = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=["task", "step"])
     save_text(art.IA_QUALITY, quality.to_csv(index=False))
-    save_json(art.RUNS, {task: {stage: art.read_run_info(task, stage) for stage in RUN_STAGES} for task in cfg.tasks})
+    save_json(art.RUNS, {task: {stage: r[stage] for stage in RUN_STAGES} for task, r in runs.items()})

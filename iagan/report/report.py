@@ -59,7 +59,7 @@ def recorded_runs() -> dict[str, dict[str, dict]]:
 def generator_text() -> str:
     """The generator as the csgm stage loaded it (metrics/runs.json), e.g. its detected layout and latent space."""
     seen = {info.get("generator") for runs in recorded_runs().values()
-            for stage, info in runs.items() if stage == "csgm" and info and info.get("generator")}
+            for stage, info in runs.items() if stage == "csgm" and info.get("generator")}
     return f" ({'; '.join(sorted(seen))})" if seen else ""
 
 
@@ -68,12 +68,9 @@ def run_text() -> str:
     seen: dict[str, list[str]] = {}
     for runs in recorded_runs().values():
         for stage, info in runs.items():
-            if not info:
-                line = "not recorded"
-            else:
-                where = info["gpu"] or info["device"].upper()
-                line = (f"{where}, precision {info['precision']}, torch.compile {info['compile'] or 'off'}, {info['world_size']} "
-                        f"process(es) x {info['threads_per_process']} thread(s), torch {info['torch']}")
+            where = info["gpu"] or info["device"].upper()
+            line = (f"{where}, precision {info['precision']}, torch.compile {info['compile'] or 'off'}, {info['world_size']} "
+                    f"process(es) x {info['threads_per_process']} thread(s), torch {info['torch']}")
             seen.setdefault(line, []).append(stage)
     return "; ".join(f"{' and '.join(sorted(set(stages)))}: {line}" for line, stages in seen.items())
 
