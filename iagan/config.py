@@ -18,7 +18,7 @@ import yaml
 from iagan.checks import (choice, did_you_mean, either, flag, known_keys, non_negative, optional, positive,
                           text, whole)
 from iagan.errors import UserError
-from iagan.generators import GENERATORS, LATENTS
+from iagan.generators import GENERATORS, LATENTS, NOISE_MODES
 from iagan.operators import TaskSpec
 from iagan.operators.cs_fft import CS_MASKS
 from iagan.protocol import PROTOCOLS, Protocol
@@ -50,6 +50,14 @@ class GeneratorConfig:
     name: str = setting(choice(*GENERATORS))
     checkpoint: str | None = setting(optional(text))
     latent: str = setting(choice(*LATENTS))
+    noise: str = setting(choice(*NOISE_MODES))
+    noise_reg: float = setting(non_negative)
+
+    def load(self, train_wscale: bool = True):
+        """This generator, loaded as configured (`iagan.generators.load_generator`)."""
+        from iagan.generators import load_generator
+
+        return load_generator(self.name, self.checkpoint, train_wscale, self.latent, self.noise, self.noise_reg)
 
 
 @dataclass(frozen=True)

@@ -22,16 +22,17 @@ PROBE = {"iters": 1, "compile": False}
 
 def generator_from(cfg: Config, device="cpu", train_wscale: bool = True):
     """The configured generator, its weights file checked against what the inputs stage recorded."""
-    from iagan.generators import load_generator
     from iagan.inputs import checked_weights
 
     checked_weights(cfg)
-    return load_generator(cfg.generator.name, cfg.generator.checkpoint, train_wscale, cfg.generator.latent).to(device)
+    return cfg.generator.load(train_wscale).to(device)
 
 
 def generator_settings(cfg: Config) -> dict:
     """What the generator's output depends on, for the chunk fingerprints."""
-    return {"name": cfg.generator.name, "checkpoint": cfg.generator.checkpoint, "latent": cfg.generator.latent}
+    import dataclasses
+
+    return dataclasses.asdict(cfg.generator)
 
 
 def fail_if_diverged(stage: str, ids: list[str], health, setting: str) -> None:

@@ -14,7 +14,6 @@ from iagan.data import read_rgb, square_resize
 from iagan.engine import Engine
 from iagan.io import atomic_path, save_json, stable_seed
 from iagan.operators import TaskSpec
-from iagan.generators import load_generator
 from iagan.reconstruct.bp import back_project, regularisation
 from iagan.reconstruct.csgm import run_csgm
 from iagan.reconstruct.ia import run_ia
@@ -37,8 +36,7 @@ def reconstruct_one(cfg: Config, image: Path, entry: dict, out: Path, csgm_iters
         csgm_cfg = dataclasses.replace(csgm_cfg, iters=csgm_iters)
     if ia_iters is not None:
         ia_cfg = dataclasses.replace(ia_cfg, iters=ia_iters)
-    generator = load_generator(cfg.generator.name, cfg.generator.checkpoint, ia_cfg.train_wscale,
-                               cfg.generator.latent).to(engine.device)
+    generator = cfg.generator.load(ia_cfg.train_wscale).to(engine.device)
     truth = torch.from_numpy(square_resize(read_rgb(Path(image)), generator.resolution))[None]
     op = spec.build(generator.resolution, stable_seed(cfg.seed, "mask", "cli"))
     y = cfg.protocol.observe(op, truth, spec.noise, [stable_seed(cfg.seed, "noise", "cli", image.stem)])

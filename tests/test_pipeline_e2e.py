@@ -131,8 +131,8 @@ def test_whole_dag_runs_on_a_synthetic_zoo_256_checkpoint(project, tmp_path):
 
 @pytest.mark.slow
 def test_whole_dag_runs_on_a_random_stylegan2_network_pickle(project, tmp_path):
-    """A stylegan2-ada-pytorch-layout 32px network pickle (random weights) through every stage, optimised in W+;
-    the report names the generator as the csgm stage loaded it."""
+    """A stylegan2-ada-pytorch-layout 32px network pickle (random weights) through every stage, optimised in W+, then
+    with the noise inputs optimised too; the report names the generator as the csgm stage loaded it."""
     from tests.stylegan2_files import random_state, write_nvlabs
 
     channels = {4: 16, 8: 16, 16: 8, 32: 8}
@@ -147,6 +147,15 @@ def test_whole_dag_runs_on_a_random_stylegan2_network_pickle(project, tmp_path):
     assert len(frame) == 3 * len(TASKS) * 5 and frame.psnr.notna().all()
     report = (project / "reports/report.md").read_text()
     assert "Generator: `stylegan2-nvlabs` (nvlabs layout, 32 px, latent w_plus (8x16))" in report
+    # the noise inputs optimised too: csgm and ia rerun with the maps after w+ in each latent
+    ran = stages_run(dvc(project, "exp", "run", "-S", "generator.name=stylegan2-nvlabs",
+                         "-S", f"generator.checkpoint={checkpoint}", "-S", "generator.noise=optimised"))
+    assert each("csgm", "ia") <= ran
+    noise = 4 * 4 + 2 * (8 * 8 + 16 * 16 + 32 * 32)
+    with np.load(project / "out/ia/sr_x2_n10.npz") as ia:
+        assert ia["z"].shape == (3, 8 * 16 + noise)
+    report = (project / "reports/report.md").read_text()
+    assert f"latent w_plus (8x16) + {noise} optimised noise values)" in report
     assert not (tmp_path / "ran").exists()
 
 

@@ -221,3 +221,102 @@ def test_reconstruct_runs_on_a_stylegan2_checkpoint(tmp_path, monkeypatch):
     scores = json.loads((tmp_path / "res" / "metrics.json").read_text())
     assert set(scores) == {"naive", "csgm", "csgm_bp", "ia", "ia_bp"}
     assert all(np.isfinite(s["psnr"]) and np.isfinite(s["lpips"]) for s in scores.values())
+
+
+# ---------------------------------------------------------------- optimised noise inputs
+
+NOISE_RESOLUTIONS = [4, 8, 8, 16, 16]  # one map per convolution: b4.conv1, b8.conv0, b8.conv1, b16.conv0, b16.conv1
+
+
+def with_noise(files, weight=1000.0, space="w_plus"):
+    return load_generator("auto", str(files["nvlabs"]), latent=space, noise="optimised", noise_reg=weight)
+
+
+def test_optimised_noise_maps_replace_the_constants_in_an_independent_forward(files, state):
+    net = with_noise(files)
+    assert net.latent_shape == (NUM_WS * Z_DIM + sum(r * r for r in NOISE_RESOLUTIONS),)
+    assert "+ 656 optimised noise values" in net.describe()
+    ws = w_plus(2, seed=6)
+    maps = [torch.randn(2, r * r, generator=torch.Generator().manual_seed(r + i)) for i, r in enumerate(NOISE_RESOLUTIONS)]
+    latent = torch.cat([ws.flatten(1), *maps], dim=1)
+    names = [f"synthesis.b{r}.conv{0 if i in (1, 3) else 1}" for i, r in enumerate(NOISE_RESOLUTIONS)]
+    with torch.no_grad():
+        ours = net(latent)
+        alone = torch.cat([net(latent[i:i + 1]) for i in range(2)])
+    for i in range(2):  # the reference network with image i's maps as its constants
+        own = {**state, **{f"{n}.noise_const": m[i].view(r, r) for n, m, r in zip(names, maps, NOISE_RESOLUTIONS)}}
+        torch.testing.assert_close(ours[i:i + 1], reference_forward(own, ws[i:i + 1], "nvlabs", 256.0),
+                                   rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ours, alone, rtol=1e-4, atol=1e-5)
+
+
+def test_optimised_noise_starts_at_the_constants(files):
+    """Samples and CSGM starts carry the checkpoint's noise maps, so they give the fixed-noise images."""
+    fixed = load_generator("auto", str(files["nvlabs"]))
+    z = torch.randn(3, Z_DIM, generator=torch.Generator().manual_seed(8))
+    for space in ("z", "w", "w_plus"):
+        net = with_noise(files, space=space)
+        with torch.no_grad():
+            torch.testing.assert_close(net(net.sample_latents(z)), fixed(fixed.sample_latents(z)), rtol=1e-5, atol=1e-6)
+        assert net.start_latents(z.view(1, 3, Z_DIM)).shape == (1, 3, *net.latent_shape)
+
+
+def test_noise_regularisation_by_hand():
+    """A constant map correlates fully with its shifts at every scale (16 and 8 px: 2 scales x 2 directions); a
+    checkerboard anticorrelates at 16 px and averages to zero at 8 px."""
+    from iagan.generators.stylegan2 import noise_regularisation
+
+    ones = torch.ones(1, 1, 16, 16)
+    checker = (torch.arange(16).view(16, 1) + torch.arange(16)).remainder(2).float().mul(2).sub(1).view(1, 1, 16, 16)
+    torch.testing.assert_close(noise_regularisation(torch.cat([ones, checker, 3 * ones])), torch.tensor([4.0, 2.0, 324.0]))
+    torch.testing.assert_close(noise_regularisation(torch.ones(1, 1, 32, 32)), torch.tensor([6.0]))
+
+
+def test_projection_normalises_each_noise_map_and_leaves_w_alone(files):
+    net = with_noise(files)
+    latent = 3 + 2 * torch.randn(4, *net.latent_shape, generator=torch.Generator().manual_seed(2))
+    before = latent.clone()
+    net.project_latent_(latent)
+    at = NUM_WS * Z_DIM
+    assert torch.equal(latent[:, :at], before[:, :at])
+    for r in NOISE_RESOLUTIONS:
+        part = latent[:, at:at + r * r]
+        torch.testing.assert_close(part.mean(1), torch.zeros(4), atol=1e-5, rtol=0)
+        torch.testing.assert_close(part.square().mean(1), torch.ones(4))
+        at += r * r
+
+
+def test_fixed_noise_has_no_penalty_and_projection_changes_nothing(files):
+    net = load_generator("auto", str(files["nvlabs"]))
+    latent = w_plus(2)
+    before = latent.clone()
+    net.project_latent_(latent)
+    assert net.latent_penalty(latent) is None and torch.equal(latent, before)
+    assert with_noise(files, weight=0.0).latent_penalty(torch.zeros(1, *with_noise(files).latent_shape)) is None
+    with pytest.raises(UserError, match="generator.noise optimised applies to StyleGAN2 only"):
+        load_generator("dcgan-digiface-64", None, noise="optimised", noise_reg=1.0)
+
+
+def test_csgm_and_ia_fit_the_noise_under_the_regulariser(files):
+    from iagan.operators import TaskSpec
+    from iagan.reconstruct.csgm import run_csgm
+    from iagan.reconstruct.ia import run_ia
+
+    op = TaskSpec.of("t", "sr_bicubic", scale=2).build(16)
+    fixed = load_generator("auto", str(files["nvlabs"]))
+    with torch.no_grad():
+        y = op.A((fixed(fixed.sample_latents(torch.randn(2, Z_DIM, generator=torch.Generator().manual_seed(4)))) + 1) / 2)
+    penalties = {}
+    for weight in (0.0, 1e6):
+        net = with_noise(files, weight)
+        cs = run_csgm(net, op, y, ["a", "b"], iters=40, lr=0.1, restarts=1, seed=0)
+        start = net.start_latents(torch.zeros(2, 1, Z_DIM))[:, 0]
+        at = NUM_WS * Z_DIM
+        assert cs.trace[-1] < cs.trace[0] and not torch.allclose(cs.z[:, at:], start[:, at:])
+        torch.testing.assert_close(cs.z[:, at:at + 16].square().mean(1), torch.ones(2))  # projected after each step
+        penalties[weight] = float(with_noise(files, 1.0).latent_penalty(cs.z).sum())
+        copies = run_ia(net, op, y, cs.z, iters=3, lr_z=1e-2, lr_g=1e-3, mode="copies")
+        vmapped = run_ia(net, op, y, cs.z, iters=3, lr_z=1e-2, lr_g=1e-3, mode="vmap")
+        torch.testing.assert_close(copies.z, vmapped.z, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(copies.x, vmapped.x, rtol=1e-4, atol=1e-5)
+    assert penalties[1e6] < penalties[0.0] / 10

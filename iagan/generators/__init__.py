@@ -51,13 +51,16 @@ def existing_checkpoint(checkpoint: str | Path) -> Path:
 
 STYLEGAN2_LAYOUTS = ("rosinality", "nvlabs")
 LATENTS = ("auto", "z", "w", "w_plus")
+NOISE_MODES = ("fixed", "optimised")
 
 
-def load_generator(name: str, checkpoint: str | None = None, train_wscale: bool = True, latent: str = "auto"):
+def load_generator(name: str, checkpoint: str | None = None, train_wscale: bool = True, latent: str = "auto",
+                   noise: str = "fixed", noise_reg: float = 0.0):
     """A generator (`iagan.generators.base.Generator`) in eval mode with frozen weights (CSGM); `auto` detects
     the layout of `checkpoint`. BatchNorm (DCGAN) uses its running statistics, so images never interact.
     `train_wscale` false keeps a Theano PGGAN's stored scales out of image adaptation. `latent`: the space CSGM and
-    IA optimise (StyleGAN2: z | w | w_plus, auto = w_plus; the others have z only: `Generator.use_latent`)."""
+    IA optimise (StyleGAN2: z | w | w_plus, auto = w_plus; the others have z only: `Generator.use_latent`).
+    `noise`, `noise_reg`: StyleGAN2's noise inputs fixed or optimised with the latent (`Generator.use_noise`)."""
     if name not in GENERATORS:
         raise UserError(f"unknown generator '{name}'; available: {', '.join(GENERATORS)}")
     layout = GENERATORS[name].layout
@@ -81,6 +84,7 @@ def load_generator(name: str, checkpoint: str | None = None, train_wscale: bool 
             net = load_pggan(name, path, train_wscale)
     if latent != "auto":
         net.use_latent(latent)
+    net.use_noise(noise, noise_reg)
     for p in net.parameters():
         p.requires_grad_(False)
     return net.eval()

@@ -51,9 +51,24 @@ class Generator(nn.Module):
                             f"{', '.join(self.latent_spaces())}: set generator.latent to auto")
         return self
 
+    def use_noise(self, mode: str, weight: float) -> "Generator":
+        """Noise inputs `fixed` (the checkpoint's constants) or `optimised` with the latent (only StyleGAN2 has
+        noise inputs)."""
+        if mode != "fixed":
+            raise UserError(f"generator.noise {mode} applies to StyleGAN2 only; this {self.layout} generator has no "
+                            "noise inputs: set generator.noise to fixed")
+        return self
+
+    def latent_penalty(self, latent: torch.Tensor) -> torch.Tensor | None:
+        """A per-image term (N,) that CSGM and IA add to the measurement error, or None (none: the paper)."""
+        return None
+
+    def project_latent_(self, latent: torch.Tensor) -> None:
+        """Put latents back into their constraint set in place after each optimiser step (none by default)."""
+
     def describe(self) -> str:
         """One line for the report: layout, resolution, the latent optimised."""
-        shape = "x".join(map(str, self.latent_shape))
+        shape = "x".join(map(str, self.latent_spaces()[self.latent_space]))
         return f"{self.layout} layout, {self.resolution} px, latent {self.latent_space} ({shape})"
 
     def freeze_for_ia(self, names) -> None:

@@ -15,7 +15,10 @@ parameter names follow NVlabs' stylegan2-ada-pytorch (`mapping.fc{i}`, `synthesi
 
 The latent the pipeline optimises is chosen by `latent_space`: `z` (through the mapping network), `w` (one w for
 every layer) or `w_plus` (one w per layer, num_ws x w_dim). Noise inputs are the checkpoint's constant buffers
-(NVlabs' noise_mode="const"), so G is deterministic. Everything runs in fp32 (NVlabs' force_fp32 path).
+(NVlabs' noise_mode="const"), so G is deterministic; `use_noise("optimised", weight)` appends them to the latent
+instead (one map per convolution, starting at those constants), fitted with it under the noise regulariser of
+NVlabs' projector (Karras et al. 2020, appendix D: `noise_regularisation`, `normalise_noise_`). Everything runs in
+fp32 (NVlabs' force_fp32 path).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iagan.errors import UserError
 from iagan.generators.base import Generator
 
 LRELU_GAIN = math.sqrt(2)
@@ -42,6 +46,24 @@ def blur_kernel() -> torch.Tensor:
     k = torch.tensor(BLUR)
     k = torch.outer(k, k)
     return k / k.sum()
+
+
+def noise_regularisation(noise: torch.Tensor) -> torch.Tensor:
+    """Per image (N,): the squared autocorrelation of noise maps (N, 1, r, r) at shifts of one pixel across and down,
+    summed over the map and its 2x2 average-pooled versions down to 8x8 (NVlabs' projector `reg_loss`)."""
+    total = noise.new_zeros(noise.shape[0])
+    while True:
+        total = total + (noise * noise.roll(1, dims=3)).mean(dim=(1, 2, 3)).square()
+        total = total + (noise * noise.roll(1, dims=2)).mean(dim=(1, 2, 3)).square()
+        if noise.shape[-1] <= 8:
+            return total
+        noise = F.avg_pool2d(noise, kernel_size=2)
+
+
+def normalise_noise_(noise: torch.Tensor) -> None:
+    """Noise maps flattened (N, r*r), in place: zero mean and unit mean square per image (the projector's step)."""
+    noise.sub_(noise.mean(dim=1, keepdim=True))
+    noise.mul_(noise.square().mean(dim=1, keepdim=True).rsqrt())
 
 
 def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int, pad: tuple[int, int]) -> torch.Tensor:
@@ -111,9 +133,10 @@ class SynthesisLayer(nn.Module):
         self.prescale = 1 / math.sqrt(c_in * 9) if prescale else 1.0
         self.conv_clamp = conv_clamp
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """`noise`: per-image maps (N, 1, r, r) in place of the constant one."""
         x = modulated_conv2d(x, self.weight, self.affine(w), demodulate=True, prescale=self.prescale, blur=self.blur)
-        x = x + self.noise_strength * self.noise_const
+        x = x + self.noise_strength * (self.noise_const if noise is None else noise)
         x = lrelu(x + self.bias.view(1, -1, 1, 1))
         return x.clamp(-self.conv_clamp, self.conv_clamp) if self.conv_clamp is not None else x
 
@@ -150,12 +173,13 @@ class SynthesisBlock(nn.Module):
         self.register_buffer("blur", blur_kernel() * 4, persistent=False)  # upsampling the RGB of the block below
         self.num_conv = 1 if c_in == 0 else 2
 
-    def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor):
+    def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, noise=(None, None)):
+        """`noise`: this block's per-image noise maps, one per convolution (None: the constants)."""
         if x is None:
             x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
         else:
-            x = self.conv0(x, ws[:, 0])
-        x = self.conv1(x, ws[:, self.num_conv - 1])
+            x = self.conv0(x, ws[:, 0], noise[0])
+        x = self.conv1(x, ws[:, self.num_conv - 1], noise[self.num_conv - 1])
         rgb = self.torgb(x, ws[:, self.num_conv])
         if img is not None:
             rgb = rgb + upfirdn2d(img, self.blur, up=2, pad=(2, 1))
@@ -190,12 +214,18 @@ class Synthesis(nn.Module):
             self.add_module(f"b{res}", SynthesisBlock(c_in, channels[res], w_dim, res, prescale, conv_clamp))
         self.num_ws = 2 * len(self.resolutions)
 
-    def forward(self, ws: torch.Tensor) -> torch.Tensor:
+    def noise_layers(self) -> list[SynthesisLayer]:
+        """The convolutions with a noise input, in the order of the forward pass (b4.conv1, b8.conv0, ...)."""
+        return [m for m in self.modules() if isinstance(m, SynthesisLayer)]
+
+    def forward(self, ws: torch.Tensor, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """`noise`: per-image maps for every `noise_layers` entry (None: the constants)."""
         x = img = None
         first = 0
         for res in self.resolutions:
             block = getattr(self, f"b{res}")
-            x, img = block(x, img, ws[:, first:first + block.num_conv + 1])
+            maps = (None, None) if noise is None else noise[first:first + block.num_conv]
+            x, img = block(x, img, ws[:, first:first + block.num_conv + 1], maps)
             first += block.num_conv
         return img
 
@@ -214,6 +244,7 @@ class StyleGAN2(Generator):
         self.num_ws = self.synthesis.num_ws
         self.freeze_for_ia(name for name, _ in self.named_parameters() if name.startswith("mapping."))  # never adapted
         self.use_latent(latent_space)
+        self.use_noise("fixed", 0.0)
 
     def use_latent(self, space: str) -> "StyleGAN2":
         """Choose the latent CSGM and IA optimise: `z`, `w` or `w_plus`."""
@@ -221,12 +252,24 @@ class StyleGAN2(Generator):
         self.latent_space = space
         return self
 
+    def use_noise(self, mode: str, weight: float) -> "StyleGAN2":
+        """`fixed`: the constant noise maps; `optimised`: the maps follow the latent, flattened after it, and
+        `weight` x `noise_regularisation` joins the objective (NVlabs' projector uses 1e5 with an LPIPS loss)."""
+        if mode not in ("fixed", "optimised"):
+            raise UserError(f"generator.noise must be fixed or optimised, got {mode!r}")
+        self.noise_optimised, self.noise_weight = mode == "optimised", float(weight)
+        return self
+
     def latent_spaces(self) -> dict[str, tuple[int, ...]]:
         return {"z": (self.z_dim,), "w": (self.w_dim,), "w_plus": (self.num_ws, self.w_dim)}
 
+    def noise_sizes(self) -> list[int]:
+        return [layer.noise_const.numel() for layer in self.synthesis.noise_layers()]
+
     @property
     def latent_shape(self) -> tuple[int, ...]:
-        return self.latent_spaces()[self.latent_space]
+        shape = self.latent_spaces()[self.latent_space]
+        return (math.prod(shape) + sum(self.noise_sizes()),) if self.noise_optimised else shape
 
     @property
     def prior_shape(self) -> tuple[int, ...]:
@@ -236,7 +279,7 @@ class StyleGAN2(Generator):
         """CSGM starts (N, restarts, z_dim) standard-normal draws -> latents: z itself; in w/w+, the first
         restart starts at the mean latent `w_avg` (the checkpoint's), the others at mapped draws."""
         if self.latent_space == "z":
-            return draws
+            return self._with_noise(draws)
         n, restarts = draws.shape[:2]
         with torch.no_grad():
             w = self.mapping(draws.flatten(0, 1).to(self.mapping.w_avg.device)).view(n, restarts, self.w_dim)
@@ -246,7 +289,7 @@ class StyleGAN2(Generator):
     def sample_latents(self, draws: torch.Tensor) -> torch.Tensor:
         """Latents of generator samples for standard-normal draws (N, z_dim): z mapped to w (w/w+)."""
         if self.latent_space == "z":
-            return draws
+            return self._with_noise(draws)
         with torch.no_grad():
             w = self.mapping(draws)
         return self._in_latent_space(w)
@@ -254,12 +297,52 @@ class StyleGAN2(Generator):
     def _in_latent_space(self, w: torch.Tensor) -> torch.Tensor:
         """w (..., w_dim) as a latent of the current space: itself in w, one copy per layer in w_plus."""
         if self.latent_space != "w_plus":
-            return w
-        return w.unsqueeze(-2).expand(*w.shape[:-1], self.num_ws, self.w_dim).clone()
+            return self._with_noise(w)
+        return self._with_noise(w.unsqueeze(-2).expand(*w.shape[:-1], self.num_ws, self.w_dim).clone())
+
+    def _with_noise(self, latent: torch.Tensor) -> torch.Tensor:
+        """Latents (..., *space shape) with the constant noise maps appended when the noise is optimised."""
+        if not self.noise_optimised:
+            return latent
+        flat = latent.flatten(-len(self.latent_spaces()[self.latent_space]))
+        noise = torch.cat([layer.noise_const.flatten() for layer in self.synthesis.noise_layers()]).to(flat)
+        return torch.cat([flat, noise.expand(*flat.shape[:-1], -1)], dim=-1)
+
+    def _split(self, latent: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """A batch of latents (N, *latent_shape) -> the space's latents and the noise maps (N, 1, r, r) per layer."""
+        if not self.noise_optimised:
+            return latent, None
+        shape = self.latent_spaces()[self.latent_space]
+        sizes = [math.prod(shape), *self.noise_sizes()]
+        parts = latent.split(sizes, dim=1)
+        return parts[0].reshape(-1, *shape), [p.reshape(-1, 1, math.isqrt(s), math.isqrt(s))
+                                                for p, s in zip(parts[1:], sizes[1:])]
+
+    def latent_penalty(self, latent: torch.Tensor) -> torch.Tensor | None:
+        """noise_weight x the noise maps' `noise_regularisation`, per image; None when the noise is fixed."""
+        if not self.noise_optimised or self.noise_weight == 0:
+            return None
+        return self.noise_weight * sum(noise_regularisation(maps) for maps in self._split(latent)[1])
+
+    def project_latent_(self, latent: torch.Tensor) -> None:
+        """Optimised noise maps back to zero mean and unit mean square after each step (the projector does this)."""
+        if not self.noise_optimised:
+            return
+        with torch.no_grad():
+            at = math.prod(self.latent_spaces()[self.latent_space])
+            for size in self.noise_sizes():
+                normalise_noise_(latent[:, at:at + size])  # a view: latents are (N, latent_numel) here
+                at += size
+
+    def describe(self) -> str:
+        if not self.noise_optimised:
+            return super().describe()
+        return f"{super().describe()} + {sum(self.noise_sizes())} optimised noise values"
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        latent, noise = self._split(latent)
         if self.latent_space == "z":
             latent = self.mapping(latent)
         if latent.dim() == 2:
             latent = latent.unsqueeze(1).expand(-1, self.num_ws, -1)
-        return self.synthesis(latent)
+        return self.synthesis(latent, noise)

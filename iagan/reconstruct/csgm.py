@@ -1,7 +1,9 @@
 """CSGM (Bora et al. 2017; paper eq. 3): min_z ||y - A G(z)||^2 by Adam on the latent only.
 
 All images and all restarts of a chunk are optimised together in one batch. The loss is the sum of the
-per-image mean-squared measurement errors, so the gradient each latent sees is that of its own image alone.
+per-image mean-squared measurement errors, so the gradient each latent sees is that of its own image alone. A
+generator may add a per-image term on the latent and project it after each step (`Generator.latent_penalty`,
+`project_latent_`: StyleGAN2's optimised noise); the paper's generators have neither.
 """
 
 from __future__ import annotations
@@ -61,6 +63,12 @@ def measurement_loss(op: Operator, x: torch.Tensor, y: torch.Tensor) -> torch.Te
     return (op.A(x) - y).pow(2).flatten(1).mean(dim=1)
 
 
+def objective(generator, z: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+    """Per image: the measurement error plus the generator's latent penalty, if it has one."""
+    penalty = generator.latent_penalty(z)
+    return losses if penalty is None else losses + penalty
+
+
 def initial_latents(generator, image_ids, restarts: int, seed: int) -> torch.Tensor:
     """z ~ N(0, I), one independent seeded draw per (image, restart): results never depend on the batch; the
     generator turns the draws into its latent space's starts (`Generator.start_latents`)."""
@@ -89,8 +97,9 @@ def run_csgm(generator, op: Operator, y: torch.Tensor, image_ids, *, iters: int,
     for step in step_progress(iters, n, label):
         optimizer.zero_grad(set_to_none=True)
         losses = measurement_loss(op, to_unit_range(generate(net, z, precision)), y_rep)
-        losses.sum().backward()
+        objective(generator, z, losses).sum().backward()
         optimizer.step()
+        generator.project_latent_(z)
         trace[step] = losses.detach().mean()
         nonfinite = watch(nonfinite, losses.detach(), step)
         if step == 0:

@@ -17,6 +17,7 @@ Two options beyond the paper (README "Image adaptation that does not overfit"):
              ||A G(z) - y||^2 / m is at most `stop_loss` (tau x sigma^2 for noise of std sigma): from then on its
              weights and latent are held exactly where they were (Adam's momentum does not carry them on), so
              the result equals adapting that image alone and stopping it there.
+A generator's latent penalty and projection (StyleGAN2's optimised noise) apply as in CSGM (`csgm.objective`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from iagan.engine.precision import generate
 from iagan.generators import to_unit_range
 from iagan.operators import Operator
 from iagan.progress import step_progress
-from iagan.reconstruct.csgm import Health, measurement_loss, watch
+from iagan.reconstruct.csgm import Health, measurement_loss, objective, watch
 
 RMS_FLOOR = 1e-3  # the smallest scale a tensor gets: Adafactor's eps2 (Shazeer & Stern 2018, parameter scaling)
 
@@ -192,7 +193,8 @@ def run_ia(generator, op: Operator, y: torch.Tensor, z0: torch.Tensor, *, iters:
         stopping = images.meeting(losses.detach(), stop_loss)  # stop before this step's update: the state that met
         keep = [j for j, i in enumerate(images.active) if i not in stopping]  # the discrepancy is the result
         if keep:
-            (losses[keep] if stopping else losses).sum().backward()
+            fit = objective(generator, images.rows(z), losses)
+            (fit[keep] if stopping else fit).sum().backward()
         for i in stopping:
             weights.hold(i)
             held_z[i] = z[i].detach()
@@ -202,6 +204,7 @@ def run_ia(generator, op: Operator, y: torch.Tensor, z0: torch.Tensor, *, iters:
             break
         opt_g.step()
         opt_z.step()
+        generator.project_latent_(z)
         if images.stopped_at:  # hold stopped images' weights and latents where they stopped
             weights.restore_held()
             with torch.no_grad():
