@@ -202,8 +202,8 @@ def generator_info(
     checkpoint: Optional[Path] = typer.Argument(None, help="checkpoint file; none for the packaged dcgan-digiface-64"),
     name: str = typer.Option("auto", help="generator name, or auto to detect"),
 ) -> None:
-    """Detected format, resolution, latent size (and the latent spaces it offers), parameter count of a checkpoint
-    (or of the packaged DCGAN)."""
+    """Detected format, resolution, latent size (and the latent spaces it offers), noise input maps (what
+    generator.noise=optimised adds to the latent), parameter count of a checkpoint (or of the packaged DCGAN)."""
     from iagan.generators import load_generator
 
     if checkpoint is None and name == "auto":
@@ -211,6 +211,7 @@ def generator_info(
     net = load_generator(name, str(checkpoint) if checkpoint else None)
     info = {"format": net.layout, "resolution": net.resolution, "latent": list(net.latent_shape),
             "latent_spaces": {space: list(shape) for space, shape in net.latent_spaces().items()},
+            "noise_inputs": {"maps": len(net.noise_sizes()), "values": sum(net.noise_sizes())},
             "parameters": sum(p.numel() for p in net.parameters())}
     typer.echo(json.dumps(info))
 

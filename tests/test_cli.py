@@ -43,6 +43,7 @@ def test_generator_info_shows_the_packaged_dcgan_without_a_path():
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)
     assert info["format"] == "dcgan" and info["resolution"] == 64 and info["latent"] == [100, 1, 1]
+    assert info["noise_inputs"] == {"maps": 0, "values": 0}
 
 
 def test_reconstruct_refuses_a_bad_setting_in_one_line(tmp_path, monkeypatch):

@@ -186,6 +186,7 @@ def test_generator_info_and_sample_show_a_stylegan2_checkpoint(files, tmp_path):
     info = json.loads(result.output)
     assert info["format"] == "nvlabs" and info["resolution"] == 16 and info["latent"] == [NUM_WS, Z_DIM]
     assert info["latent_spaces"] == {"z": [Z_DIM], "w": [Z_DIM], "w_plus": [NUM_WS, Z_DIM]}
+    assert info["noise_inputs"] == {"maps": 5, "values": 4 * 4 + 2 * (8 * 8 + 16 * 16)}
     out = tmp_path / "grid.png"
     result = CliRunner().invoke(app, ["generator", "sample", "--name", "auto", "--checkpoint", str(files["rosinality"]),
                                       "--n", "4", "--out", str(out)])

@@ -51,6 +51,10 @@ class Generator(nn.Module):
                             f"{', '.join(self.latent_spaces())}: set generator.latent to auto")
         return self
 
+    def noise_sizes(self) -> list[int]:
+        """The number of values of each noise input map (none: only StyleGAN2 has noise inputs)."""
+        return []
+
     def use_noise(self, mode: str, weight: float) -> "Generator":
         """Noise inputs `fixed` (the checkpoint's constants) or `optimised` with the latent (only StyleGAN2 has
         noise inputs)."""
