@@ -302,6 +302,7 @@ def test_generator_info_and_sample_commands(tmp_path):
     result = CliRunner().invoke(app, ["generator", "info", str(tmp_path / "t.pth")])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {"format": "theano", "resolution": 16, "latent": [32], "latent_spaces": {"z": [32]},
+                                         "noise_inputs": {"maps": 0, "values": 0},
                                          "parameters": sum(v.numel() for v in state.values())}
     result = CliRunner().invoke(app, ["generator", "sample", "--name", "auto", "--checkpoint", str(tmp_path / "t.pth"),
                                       "--n", "4", "--seed", "1", "--out", str(tmp_path / "grid.png")])
