@@ -321,3 +321,29 @@ def test_csgm_and_ia_fit_the_noise_under_the_regulariser(files):
         torch.testing.assert_close(copies.z, vmapped.z, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(copies.x, vmapped.x, rtol=1e-4, atol=1e-5)
     assert penalties[1e6] < penalties[0.0] / 10
+
+
+def test_an_early_stopped_image_with_optimised_noise_equals_a_run_of_that_many_steps(files):
+    """The penalty enters IA only for the images still adapting: a stopped image ends exactly where a run of its
+    own with that many steps ends, and the other image as a run of its own."""
+    from iagan.operators import TaskSpec
+    from iagan.reconstruct.csgm import measurement_loss
+    from iagan.reconstruct.ia import run_ia
+
+    net = with_noise(files, 1e3)
+    op = TaskSpec.of("t", "sr_bicubic", scale=2).build(16)
+    with torch.no_grad():
+        y = op.A((net(net.sample_latents(torch.randn(2, Z_DIM, generator=torch.Generator().manual_seed(4)))) + 1) / 2)
+    z0 = net.start_latents(torch.randn(2, 1, Z_DIM, generator=torch.Generator().manual_seed(7)))[:, 0]
+    seen = []
+    run_ia(net, op, y, z0, iters=6, lr_z=1e-2, lr_g=1e-3, monitor_every=1,
+           monitor=lambda step, x: seen.append(measurement_loss(op, x, y)))
+    losses = torch.stack(seen[:-1], dim=1)  # (image, step)
+    level = float(losses[0, 2] + losses[0, 3]) / 2  # image 0 meets it after 3 steps, image 1 never
+    assert float(losses[0, :3].min()) > level and float(losses[1].min()) > level
+    batch = run_ia(net, op, y, z0, iters=6, lr_z=1e-2, lr_g=1e-3, stop_loss=level)
+    assert list(batch.steps) == [3, 6]
+    for i, steps in enumerate((3, 6)):
+        alone = run_ia(net, op, y[i:i + 1], z0[i:i + 1], iters=steps, lr_z=1e-2, lr_g=1e-3)
+        torch.testing.assert_close(batch.z[i:i + 1], alone.z, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(batch.x[i:i + 1], alone.x, rtol=1e-4, atol=1e-5)

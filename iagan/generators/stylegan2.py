@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from iagan.errors import UserError
+from iagan.generators import NOISE_MODES
 from iagan.generators.base import Generator
 
 LRELU_GAIN = math.sqrt(2)
@@ -242,6 +243,7 @@ class StyleGAN2(Generator):
         self.mapping = Mapping(z_dim, w_dim, mapping_layers)
         self.synthesis = Synthesis(w_dim, channels, layout == "rosinality", conv_clamp)
         self.num_ws = self.synthesis.num_ws
+        self.noise_resolutions = [layer.noise_const.shape[-1] for layer in self.synthesis.noise_layers()]
         self.freeze_for_ia(name for name, _ in self.named_parameters() if name.startswith("mapping."))  # never adapted
         self.use_latent(latent_space)
         self.use_noise("fixed", 0.0)
@@ -255,8 +257,8 @@ class StyleGAN2(Generator):
     def use_noise(self, mode: str, weight: float) -> "StyleGAN2":
         """`fixed`: the constant noise maps; `optimised`: the maps follow the latent, flattened after it, and
         `weight` x `noise_regularisation` joins the objective (NVlabs' projector uses 1e5 with an LPIPS loss)."""
-        if mode not in ("fixed", "optimised"):
-            raise UserError(f"generator.noise must be fixed or optimised, got {mode!r}")
+        if mode not in NOISE_MODES:
+            raise UserError(f"generator.noise must be one of {', '.join(NOISE_MODES)}, got {mode!r}")
         self.noise_optimised, self.noise_weight = mode == "optimised", float(weight)
         return self
 
@@ -264,7 +266,7 @@ class StyleGAN2(Generator):
         return {"z": (self.z_dim,), "w": (self.w_dim,), "w_plus": (self.num_ws, self.w_dim)}
 
     def noise_sizes(self) -> list[int]:
-        return [layer.noise_const.numel() for layer in self.synthesis.noise_layers()]
+        return [r * r for r in self.noise_resolutions]
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
@@ -313,10 +315,8 @@ class StyleGAN2(Generator):
         if not self.noise_optimised:
             return latent, None
         shape = self.latent_spaces()[self.latent_space]
-        sizes = [math.prod(shape), *self.noise_sizes()]
-        parts = latent.split(sizes, dim=1)
-        return parts[0].reshape(-1, *shape), [p.reshape(-1, 1, math.isqrt(s), math.isqrt(s))
-                                                for p, s in zip(parts[1:], sizes[1:])]
+        parts = latent.split([math.prod(shape), *self.noise_sizes()], dim=1)
+        return parts[0].reshape(-1, *shape), [p.reshape(-1, 1, r, r) for p, r in zip(parts[1:], self.noise_resolutions)]
 
     def latent_penalty(self, latent: torch.Tensor) -> torch.Tensor | None:
         """noise_weight x the noise maps' `noise_regularisation`, per image; None when the noise is fixed."""

@@ -63,10 +63,13 @@ def measurement_loss(op: Operator, x: torch.Tensor, y: torch.Tensor) -> torch.Te
     return (op.A(x) - y).pow(2).flatten(1).mean(dim=1)
 
 
-def objective(generator, z: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
-    """Per image: the measurement error plus the generator's latent penalty, if it has one."""
+def objective(generator, z: torch.Tensor, losses: torch.Tensor, rows=None) -> torch.Tensor:
+    """Per image: the measurement error plus the generator's latent penalty, if it has one; `rows` picks the
+    penalty's rows that `losses` has (IA's active images), applied only when there is a penalty."""
     penalty = generator.latent_penalty(z)
-    return losses if penalty is None else losses + penalty
+    if penalty is None:
+        return losses
+    return losses + (penalty if rows is None else rows(penalty))
 
 
 def initial_latents(generator, image_ids, restarts: int, seed: int) -> torch.Tensor:

@@ -193,7 +193,7 @@ def run_ia(generator, op: Operator, y: torch.Tensor, z0: torch.Tensor, *, iters:
         stopping = images.meeting(losses.detach(), stop_loss)  # stop before this step's update: the state that met
         keep = [j for j, i in enumerate(images.active) if i not in stopping]  # the discrepancy is the result
         if keep:
-            fit = objective(generator, images.rows(z), losses)
+            fit = objective(generator, z, losses, images.rows)
             (fit[keep] if stopping else fit).sum().backward()
         for i in stopping:
             weights.hold(i)
